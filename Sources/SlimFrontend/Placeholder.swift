@@ -1,0 +1,1 @@
+public enum SlimQuantCommand { public static func main() {} }
