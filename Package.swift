@@ -3,6 +3,14 @@
 // No package dependencies by design: toolchain libraries plus system zlib only.
 import PackageDescription
 
+// Hot loops are written with Swift SIMD types; let LLVM use AVX2 + FMA on x86_64 hosts
+// (any x86_64 CPU since 2013). Package.swift is compiled for the host, so this follows it.
+#if arch(x86_64)
+let simdFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+#else
+let simdFlags: [SwiftSetting] = []
+#endif
+
 let package = Package(
     name: "slim-quant",
     products: [
@@ -16,6 +24,8 @@ let package = Package(
         .target(name: "SlimIO", dependencies: ["CZlib"]),
         // Tokenizers: byte-level BPE and SentencePiece-style BPE.
         .target(name: "SlimTokenizer", dependencies: ["SlimIO"]),
+        // Kernels: SGEMM / GEMV / XᵀX, conversions; each fast path has a scalar reference.
+        .target(name: "SlimKernels", swiftSettings: simdFlags),
         // Model: config.json, tensor naming/validation, weight loading, GGUF import.
         .target(name: "SlimModel", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
@@ -24,10 +34,13 @@ let package = Package(
         .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
 
-        .testTarget(name: "SlimIOTests", dependencies: ["SlimIO"]),
-        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO"]),
-        .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer"]),
-        .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer"]),
-        .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend"]),
+        // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
+        .target(name: "SlimTestSupport", path: "Tests/SlimTestSupport"),
+        .testTarget(name: "SlimIOTests", dependencies: ["SlimIO", "SlimTestSupport"]),
+        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO", "SlimTestSupport"]),
+        .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
+        .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
+        .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
+        .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"]),
     ]
 )

@@ -1,1 +1,0 @@
-public enum SlimQuantCommand { public static func main() {} }
