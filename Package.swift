@@ -28,10 +28,12 @@ let package = Package(
         .target(name: "SlimKernels", swiftSettings: simdFlags),
         // Model: config.json, tensor naming/validation, weight loading, GGUF import.
         .target(name: "SlimModel", dependencies: ["SlimIO", "SlimTokenizer"]),
+        // Runtime: fp32 LLaMA forward (prefill, KV-cache decode, layer-by-layer with input capture).
+        .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels"], swiftSettings: simdFlags),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // CLI engine: argument parsing and subcommands (thin executable on top).
-        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData"]),
+        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
@@ -41,6 +43,7 @@ let package = Package(
         .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
         .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
+        .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"]),
     ]
 )
