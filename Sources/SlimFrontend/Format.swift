@@ -12,8 +12,8 @@ func formatCount(_ n: Int) -> String {
 /// "1.25 GiB", "512.0 MiB", "4.0 KiB", "17 B".
 func formatBytes(_ n: Int) -> String {
     let d = Double(n)
-    if d >= 1 << 30 { return String(format: "%.2f GiB", d / Double(1 << 30)) }
-    if d >= 1 << 20 { return String(format: "%.1f MiB", d / Double(1 << 20)) }
-    if d >= 1 << 10 { return String(format: "%.1f KiB", d / Double(1 << 10)) }
+    if d >= Double(1 << 30) { return String(format: "%.2f GiB", d / Double(1 << 30)) }
+    if d >= Double(1 << 20) { return String(format: "%.1f MiB", d / Double(1 << 20)) }
+    if d >= Double(1 << 10) { return String(format: "%.1f KiB", d / Double(1 << 10)) }
     return "\(n) B"
 }
