@@ -29,8 +29,11 @@ final class DatasetLocatorTests: XCTestCase {
         XCTAssertEqual(l.origin, .sharedDefault)
         XCTAssertEqual(l.dataDir, Fixtures.packageRoot + "/../shared/data")
 
+        // A directory whose ../shared/data cannot exist (its parent is a fresh directory).
         let elsewhere = try TempDir()
-        let none = DatasetLocator(dataDir: nil, environment: [:], currentDirectory: elsewhere.path)
+        let cwd = elsewhere.path + "/a/b"
+        try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
+        let none = DatasetLocator(dataDir: nil, environment: [:], currentDirectory: cwd)
         XCTAssertNil(none.dataDir)
         XCTAssertNil(none.origin)
         XCTAssertThrowsError(try none.text(.wikitext2, protocol: .eval)) { error in
