@@ -1,3 +1,5 @@
+import SlimTokenizer
+
 /// A tokenized corpus cut into the non-overlapping evaluation windows of the reference
 /// perplexity loop: window i is `tokens[i·ctx ..< (i+1)·ctx]`, and the trailing partial
 /// window is dropped (`nsamples = numel // seqlen` in GPTQ / SliM-LLM).
@@ -59,5 +61,10 @@ public struct TokenWindows: Sendable {
         var tokens = try encode(text.text)
         if text.needsC4EvalTruncation { tokens = truncateC4Eval(tokens, contextLength: contextLength) }
         return TokenWindows(tokens: tokens, contextLength: contextLength, label: text.label)
+    }
+
+    /// `make(from:contextLength:encode:)` with `tokenizer.encode(_:addSpecialTokens: true)`.
+    public static func make(from text: DatasetText, contextLength: Int, tokenizer: Tokenizer) -> TokenWindows {
+        make(from: text, contextLength: contextLength) { tokenizer.encode($0, addSpecialTokens: true) }
     }
 }
