@@ -22,10 +22,14 @@ public enum JSON: Equatable, Sendable {
     case object(JSONObject)
 }
 
-/// An ordered JSON object: `keys` in document order, `values` for lookup.
+/// An ordered JSON object: `keys` in document order, lookup by key.
+///
+/// Keys are compared byte-for-byte (UTF-8), not with Swift's `String ==`, which treats
+/// canonically equivalent strings as equal: LLaMA-2's vocabulary has distinct tokens such as
+/// "ί" (U+03AF) and "ί" (U+1F77) that must stay distinct keys.
 public struct JSONObject: Equatable, Sendable {
     public private(set) var keys: [String] = []
-    public private(set) var values: [String: JSON] = [:]
+    private var storage: [ExactKey: JSON] = [:]
 
     public init() {}
 
@@ -36,18 +40,37 @@ public struct JSONObject: Equatable, Sendable {
     /// Setting a new key appends it; setting an existing key replaces its value in place;
     /// setting nil removes it.
     public subscript(key: String) -> JSON? {
-        get { values[key] }
+        get { storage[ExactKey(key)] }
         set {
+            let k = ExactKey(key)
             if let newValue {
-                if values.updateValue(newValue, forKey: key) == nil { keys.append(key) }
-            } else if values.removeValue(forKey: key) != nil {
-                keys.removeAll { $0 == key }
+                if storage.updateValue(newValue, forKey: k) == nil { keys.append(key) }
+            } else if storage.removeValue(forKey: k) != nil {
+                keys.removeAll { $0.utf8.elementsEqual(key.utf8) }
             }
         }
     }
 
     public var count: Int { keys.count }
-    public var pairs: [(key: String, value: JSON)] { keys.map { ($0, values[$0]!) } }
+    public var pairs: [(key: String, value: JSON)] { keys.map { ($0, storage[ExactKey($0)]!) } }
+
+    public static func == (a: JSONObject, b: JSONObject) -> Bool {
+        a.keys.count == b.keys.count && zip(a.keys, b.keys).allSatisfy { $0.utf8.elementsEqual($1.utf8) }
+            && a.storage == b.storage
+    }
+}
+
+/// A dictionary key that hashes and compares the UTF-8 bytes of a string.
+struct ExactKey: Hashable, Sendable {
+    let string: String
+    init(_ string: String) { self.string = string }
+
+    static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var s = string
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+    }
 }
 
 /// A JSON syntax error with the byte offset where it was detected.
@@ -385,7 +408,7 @@ extension JSON {
                 if pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
                 JSON.writeString(k, to: &out)
                 out += pretty ? ": " : ":"
-                o.values[k]!.write(to: &out, pretty: pretty, sortedKeys: sortedKeys, indent: indent + 1)
+                o[k]!.write(to: &out, pretty: pretty, sortedKeys: sortedKeys, indent: indent + 1)
             }
             if pretty { out += "\n" + String(repeating: "  ", count: indent) }
             out += "}"
@@ -407,4 +430,8 @@ extension JSON {
         }
         out += "\""
     }
+}
+
+extension JSONObject: ExpressibleByDictionaryLiteral {
+    public init(dictionaryLiteral elements: (String, JSON)...) { self.init(elements) }
 }

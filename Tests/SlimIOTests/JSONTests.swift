@@ -242,3 +242,19 @@ final class GzipTests: XCTestCase {
         }
     }
 }
+
+final class JSONExactKeyTests: XCTestCase {
+    /// Canonically equivalent but byte-different keys are distinct (LLaMA-2 vocab has such pairs).
+    func testCanonicallyEquivalentKeysStayDistinct() throws {
+        let doc = "{\"\u{03AF}\": 1, \"\u{1F77}\": 2, \"e\u{0301}\": 3, \"\u{00E9}\": 4}"
+        let json = try JSON.parse(string: doc)
+        let o = try XCTUnwrap(json.object)
+        XCTAssertEqual(o.count, 4)
+        XCTAssertEqual(o["\u{03AF}"], .int(1))
+        XCTAssertEqual(o["\u{1F77}"], .int(2))
+        XCTAssertEqual(o["e\u{0301}"], .int(3))
+        XCTAssertEqual(o["\u{00E9}"], .int(4))
+        // True duplicates are still rejected.
+        XCTAssertThrowsError(try JSON.parse(string: "{\"\u{03AF}\": 1, \"\u{03AF}\": 2}"))
+    }
+}

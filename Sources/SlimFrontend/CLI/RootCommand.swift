@@ -7,7 +7,11 @@ public enum SlimQuantCommand {
     public static let toolName = "slim-quant"
     public static let version = "0.1.0"
 
-    public static let subcommands: [any SlimCommand.Type] = []
+    public static let subcommands: [any SlimCommand.Type] = [
+        TokenizeCommand.self,
+        InspectCommand.self,
+        ConvertCommand.self,
+    ]
 
     /// Entry point of the executable: runs with the process arguments and exits.
     public static func main() -> Never {
@@ -76,7 +80,7 @@ public enum SlimQuantCommand {
 
     /// Errors print on one line: the first line of their description.
     static func oneLine(_ error: any Error) -> String {
-        let text = (error as? CustomStringConvertible)?.description ?? String(describing: error)
+        let text = String(describing: error)
         return text.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? text
     }
 
