@@ -189,14 +189,23 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
     }
 
     /// A zero-copy view of an F32, F16 or BF16 tensor (row-major shape, outermost first); nil
-    /// for other types and unknown names. The bytes live in the memory map: they are aligned
-    /// to the file's `alignment`, which may be less than the element size in odd files.
+    /// for other types and unknown names. The bytes live in the memory map (the view retains
+    /// this file): they are aligned to the file's `alignment`, which may be less than the
+    /// element size in odd files.
     public func tensor(_ name: String) -> TensorView? {
         guard let info = info(name), let dtype = info.type.plainDType, let n = info.byteCount else { return nil }
-        return TensorView(name: name, dtype: dtype, shape: info.shape, bytes: slice(info.offset, n))
+        return TensorView(name: name, dtype: dtype, shape: info.shape, bytes: slice(info.offset, n), owner: self)
     }
 
-    /// The raw encoded bytes of any tensor whose type layout is known.
+    /// Element type and shape of an F32, F16 or BF16 tensor (as `tensor(_:)` serves it); nil
+    /// for other types and unknown names. Use `info(_:)` for the stored ggml type of any tensor.
+    public func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])? {
+        guard let info = info(name), let dtype = info.type.plainDType, info.byteCount != nil else { return nil }
+        return (dtype, info.shape)
+    }
+
+    /// The raw encoded bytes of any tensor whose type layout is known. They point into the
+    /// memory map: valid while this file is alive (keep it in use while reading them).
     public func rawData(_ name: String) throws(GGUFError) -> UnsafeRawBufferPointer {
         guard let info = info(name) else { throw GGUFError(path, .noSuchTensor(name)) }
         guard let n = info.byteCount else { throw GGUFError(path, .unknownTensorType(tensor: name, typeID: info.type.id)) }

@@ -7,7 +7,7 @@ import Foundation
 /// `init` maps the file and validates the whole header against the data section before it
 /// returns (see `SafetensorsHeader` for the rules), so every view handed out afterwards is in
 /// bounds. Tensor data is not read until a view's bytes are touched; views are zero-copy and
-/// stay valid while this object is alive.
+/// retain this object (so the mapping outlives every view).
 ///
 /// Views are not necessarily aligned to their element size (other writers may not pad the
 /// header to 8 bytes): read elements with `loadUnaligned` or copy them.
@@ -53,7 +53,13 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
         let e = entries[i]
         // In bounds: the header validation proved dataStart + end <= file size.
         let bytes = UnsafeRawBufferPointer(rebasing: file.bytes[(dataStart + e.begin)..<(dataStart + e.end)])
-        return TensorView(name: e.name, dtype: e.dtype, shape: e.shape, bytes: bytes)
+        return TensorView(name: e.name, dtype: e.dtype, shape: e.shape, bytes: bytes, owner: self)
+    }
+
+    /// Element type and shape of `name` from the header (no data touched), or nil.
+    public func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])? {
+        guard let i = indexByName[name] else { return nil }
+        return (entries[i].dtype, entries[i].shape)
     }
 
     /// True if the file stores a tensor called `name`.
@@ -153,10 +159,17 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
         self.shardByTensor = shardByTensor
     }
 
-    /// A zero-copy view of tensor `name` from whichever shard stores it, or nil.
+    /// A zero-copy view of tensor `name` from whichever shard stores it (the view retains
+    /// that shard), or nil.
     public func tensor(_ name: String) -> TensorView? {
         guard let s = shardByTensor[name] else { return nil }
         return shards[s].tensor(name)
+    }
+
+    /// Element type and shape of `name` from its shard's header, or nil.
+    public func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])? {
+        guard let s = shardByTensor[name] else { return nil }
+        return shards[s].tensorInfo(name)
     }
 
     /// The shard file that stores `name`, or nil.

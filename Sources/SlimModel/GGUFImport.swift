@@ -15,8 +15,8 @@ import SlimIO
 /// `rope_freqs.weight` are refused rather than dropped), every tensor type (F32, F16, BF16,
 /// Q8_0, Q4_0, Q4_1), the q/k row counts, and the tokenizer metadata.
 ///
-/// Memory: `tensor(_:)` must return a view that stays valid while this object lives, so each
-/// tensor it dequantizes is cached (F32 tensors that need no un-permutation are served
+/// Memory: views returned by `tensor(_:)` retain this object and point into its storage, so
+/// each tensor it dequantizes is cached (F32 tensors that need no un-permutation are served
 /// straight from the memory map instead). Asking for every tensor therefore holds the whole
 /// F32 model (4 bytes per parameter). `write` does not use the cache: it streams one tensor at
 /// a time, and `floats(_:)` decodes without caching.
@@ -155,18 +155,25 @@ public final class GGUFImport: TensorSource, @unchecked Sendable {
         entryIndex[name].map { entries[$0].type }
     }
 
-    /// An F32 view of tensor `name` (HF name), valid while this object lives. Decoded once and
+    /// Imported tensors are served as F32 whatever their stored ggml type; this answers from
+    /// the tensor table without decoding anything.
+    public func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])? {
+        shape(name).map { (DType.f32, $0) }
+    }
+
+    /// An F32 view of tensor `name` (HF name); the view retains this object. Decoded once and
     /// cached; see the memory note on the type.
     public func tensor(_ name: String) -> TensorView? {
         guard let i = entryIndex[name] else { return nil }
         let e = entries[i]
         if e.type == .f32, e.unpermuteHeads == nil, let view = gguf.tensor(e.ggufName) {
-            return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: view.bytes)
+            // The GGUFFile owns the mapping; this object holds it, so either owner works.
+            return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: view.bytes, owner: self)
         }
         lock.lock()
         defer { lock.unlock() }
         if let cached = cache[name] {
-            return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: UnsafeRawBufferPointer(cached))
+            return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: UnsafeRawBufferPointer(cached), owner: self)
         }
         let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: e.elementCount)
         do {
@@ -177,7 +184,7 @@ public final class GGUFImport: TensorSource, @unchecked Sendable {
             return nil
         }
         cache[name] = buffer
-        return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: UnsafeRawBufferPointer(buffer))
+        return TensorView(name: name, dtype: .f32, shape: e.shape, bytes: UnsafeRawBufferPointer(buffer), owner: self)
     }
 
     /// Tensor `name` (HF name) as F32 values in row-major order, decoded afresh (not cached).

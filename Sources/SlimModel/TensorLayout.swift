@@ -179,27 +179,7 @@ public enum LayoutProblem: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A tensor source that can report a tensor's element type and shape without producing its
-/// data. Validation uses it so that checking a GGUF import does not dequantize the model;
-/// other sources answer through `tensor(_:)`, which is free for memory-mapped files.
-public protocol TensorMetadataProviding: TensorSource {
-    func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])?
-}
-
-extension GGUFImport: TensorMetadataProviding {
-    /// Imported tensors are served as F32 whatever their stored GGML type.
-    public func tensorInfo(_ name: String) -> (dtype: DType, shape: [Int])? {
-        shape(name).map { (DType.f32, $0) }
-    }
-}
-
 extension TensorLayout {
-    /// Element type and shape of `name` in `source`, without touching data when possible.
-    static func info(_ name: String, in source: TensorSource) -> (dtype: DType, shape: [Int])? {
-        if let meta = source as? TensorMetadataProviding { return meta.tensorInfo(name) }
-        return source.tensor(name).map { ($0.dtype, $0.shape) }
-    }
-
     /// How many problems `validate` lists in its message before summarizing the rest.
     public static let problemsListed = 6
 
@@ -209,17 +189,18 @@ extension TensorLayout {
     /// model order, then extras in storage order.
     ///
     /// With tied embeddings a stored `lm_head.weight` is accepted when its shape equals the
-    /// embedding's (transformers ignores it and uses the embedding).
+    /// embedding's (transformers ignores it and uses the embedding). Only metadata is read
+    /// (`TensorSource.tensorInfo`), so checking a GGUF import decodes nothing.
     public func problems(in source: TensorSource) -> [LayoutProblem] {
         var problems: [LayoutProblem] = []
         var expectedNames = Set<String>()
         var checks = expectedTensors
-        if config.tieWordEmbeddings, Self.info(Self.lmHead, in: source) != nil {
+        if config.tieWordEmbeddings, source.tensorInfo(Self.lmHead) != nil {
             checks.append(TensorSpec(name: Self.lmHead, shape: [config.vocabSize, config.hiddenSize]))
         }
         for spec in checks {
             expectedNames.insert(spec.name)
-            guard let t = Self.info(spec.name, in: source) else {
+            guard let t = source.tensorInfo(spec.name) else {
                 problems.append(.missing(name: spec.name, expectedShape: spec.shape))
                 continue
             }
@@ -230,7 +211,7 @@ extension TensorLayout {
             }
         }
         for name in source.tensorNames where !expectedNames.contains(name) && !Self.isTolerated(name) {
-            problems.append(.unexpected(name: name, shape: Self.info(name, in: source)?.shape ?? []))
+            problems.append(.unexpected(name: name, shape: source.tensorInfo(name)?.shape ?? []))
         }
         return problems
     }

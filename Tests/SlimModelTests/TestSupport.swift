@@ -75,7 +75,7 @@ final class ShapeOnlySource: TensorSource {
 
     func tensor(_ name: String) -> TensorView? {
         guard let s = specs.first(where: { $0.0 == name }) else { return nil }
-        return TensorView(name: name, dtype: s.1, shape: s.2, bytes: UnsafeRawBufferPointer(start: nil, count: 0))
+        return TensorView(name: name, dtype: s.1, shape: s.2, bytes: UnsafeRawBufferPointer(start: nil, count: 0), owner: self)
     }
 
     func removing(_ name: String) -> ShapeOnlySource { ShapeOnlySource(specs.filter { $0.0 != name }) }
