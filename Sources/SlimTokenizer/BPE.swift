@@ -44,20 +44,8 @@ final class BPEModel: @unchecked Sendable {
     func isByteOrUnknown(_ id: Int32) -> Bool { id == unkID || byteIDs.contains(id) }
 
     init(json model: JSON, path: String) throws(FileError) {
-        // "vocab": an object, or [token, id] pairs (see TokenizerJSONReader for why).
-        var entries: [(String, JSON)] = []
-        if let object = model["vocab"]?.object {
-            entries = object.pairs.map { ($0.key, $0.value) }
-        } else if let list = model["vocab"]?.array {
-            for item in list {
-                guard let pair = item.array, pair.count == 2, let token = pair[0].string else {
-                    throw FileError(path, "BPE \"vocab\" array entries must be [token, id] pairs")
-                }
-                entries.append((token, pair[1]))
-            }
-        } else {
-            throw FileError(path, "BPE model has no \"vocab\"")
-        }
+        guard let object = model["vocab"]?.object else { throw FileError(path, "BPE model has no \"vocab\" object") }
+        let entries = object.pairs
         var vocab = ByteStringMap(capacity: entries.count)
         var maxID = -1
         for (token, value) in entries {

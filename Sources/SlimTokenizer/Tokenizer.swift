@@ -116,9 +116,16 @@ public final class Tokenizer: @unchecked Sendable {
         eosTokenID = pieceID(config.eosToken) ?? model.eosID.map(Int.init)
     }
 
+    /// Parses a JSON file with SlimIO's strict parser, whose object keys compare byte for byte
+    /// (vocabularies hold canonically equivalent but distinct tokens, e.g. LLaMA-2's "ί"
+    /// U+03AF and U+1F77). Syntax errors name the file and the byte offset.
     static func readJSON(_ path: String) throws(FileError) -> JSON {
         let file = try MappedFile(path: path)
-        return try TokenizerJSONReader.parse(file.bytes, path: path)
+        do {
+            return try JSON.parse(file.bytes)
+        } catch {
+            throw FileError(path, error.description)
+        }
     }
 
     // MARK: Encoding and decoding
