@@ -37,6 +37,8 @@ let package = Package(
         // CLI engine: argument parsing and subcommands (thin executable on top).
         .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
+        // Benchmarks with same-run baselines (numpy/OpenBLAS, PyTorch); not part of `swift test`.
+        .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval"], swiftSettings: simdFlags),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
         .target(name: "SlimTestSupport", path: "Tests/SlimTestSupport"),

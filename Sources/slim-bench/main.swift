@@ -1,0 +1,50 @@
+// slim-bench: performance benchmarks with baselines measured in the same run.
+// Not part of `swift test`; run in release: `swift run -c release slim-bench [section ...]`.
+import Foundation
+import SlimKernels
+
+let usage = """
+    usage: slim-bench [gemm] [--threads N] [--python PATH] [--quick]
+
+    Sections (default: all available):
+      gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
+               and the pipeline shapes of SmolLM2-135M, with the ratio.
+    Options:
+      --threads N    threads for both sides (default: all cores)
+      --python PATH  interpreter with numpy (default: $SLIM_BENCH_PYTHON, else python3)
+      --quick        fewer shapes and shorter timing
+    """
+
+var sections: [String] = []
+var threads = Kernels.defaultThreads
+var python = ProcessInfo.processInfo.environment["SLIM_BENCH_PYTHON"] ?? "python3"
+var quick = false
+var args = Array(CommandLine.arguments.dropFirst())
+while !args.isEmpty {
+    let a = args.removeFirst()
+    switch a {
+    case "--threads":
+        guard let v = args.first.flatMap(Int.init), v > 0 else { FileHandle.standardError.write(Data("slim-bench: --threads needs a positive integer\n".utf8)); exit(64) }
+        threads = v; args.removeFirst()
+    case "--python":
+        guard let v = args.first else { FileHandle.standardError.write(Data("slim-bench: --python needs a path\n".utf8)); exit(64) }
+        python = v; args.removeFirst()
+    case "--quick": quick = true
+    case "-h", "--help": print(usage); exit(0)
+    case "gemm": sections.append(a)
+    default:
+        FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
+    }
+}
+if sections.isEmpty { sections = ["gemm"] }
+
+#if DEBUG
+print("warning: slim-bench was built in debug mode; run `swift run -c release slim-bench` for real numbers\n")
+#endif
+
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().path
+
+if sections.contains("gemm") {
+    GemmSection(threads: threads, python: python, scriptDir: packageRoot + "/scripts/bench", quick: quick).run()
+}
