@@ -1,0 +1,54 @@
+import SlimKernels
+
+// MARK: - Protocol
+
+/// A linear layer y = x·Wᵀ (+ b) applied to a batch of rows, the seam between the runtime and
+/// weight formats: the fp32 `DenseLinear` today, packed low-bit kernels later.
+///
+/// Implementations must be safe to call from one thread at a time per model (the runtime
+/// never calls one operator concurrently with itself) and must not retain `x` or `out`.
+public protocol LinearOperator: AnyObject, Sendable {
+    /// Input features (columns of x).
+    var inFeatures: Int { get }
+    /// Output features (columns of out).
+    var outFeatures: Int { get }
+
+    /// out[rows × outFeatures] = x[rows × inFeatures] · Wᵀ (+ bias), both row-major with no
+    /// padding between rows. `out` must not overlap `x`; its previous contents are ignored.
+    /// `rows == 0` does nothing. `threads` bounds the worker count.
+    func apply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, threads: Int)
+}
+
+// MARK: - Dense fp32
+
+/// An fp32 linear layer: `weight` is `[outFeatures, inFeatures]` exactly as Hugging Face
+/// stores it (so the GEMM reads it without a transpose), `bias` optional `[outFeatures]`.
+public final class DenseLinear: LinearOperator {
+    public let weight: FloatTensor
+    public let bias: FloatTensor?
+
+    public var inFeatures: Int { weight.cols }
+    public var outFeatures: Int { weight.rows }
+
+    /// - Precondition: `weight` is 2-D and `bias`, when given, has `weight.rows` elements.
+    public init(weight: FloatTensor, bias: FloatTensor? = nil) {
+        precondition(weight.shape.count == 2, "DenseLinear: weight must be 2-D, got shape \(weight.shape)")
+        if let bias {
+            precondition(bias.count == weight.rows, "DenseLinear: bias has \(bias.count) elements, expected \(weight.rows)")
+        }
+        self.weight = weight
+        self.bias = bias
+    }
+
+    public func apply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0 else { return }
+        let n = outFeatures, k = inFeatures
+        Kernels.sgemmNT(m: rows, n: n, k: k, a: x, lda: k, b: weight.pointer, ldb: k,
+                        c: out, ldc: n, threads: threads)
+        if let bias {
+            // HF adds the bias after the product (F.linear's addmm adds it first; both are one
+            // rounding of the same sum up to ordering, far below the parity tolerance).
+            for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * n, count: n) }
+        }
+    }
+}
