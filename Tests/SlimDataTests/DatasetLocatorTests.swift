@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimData
@@ -8,14 +9,14 @@ final class DatasetLocatorTests: XCTestCase {
     // MARK: Choosing the data directory
 
     func testFlagWinsOverEnvironmentAndDefault() throws {
-        let dir = try TempDir()
-        let l = DatasetLocator(dataDir: dir.path, environment: ["SLIM_DATA_DIR": "/elsewhere"], currentDirectory: Fixtures.packageRoot)
+        let dir = TemporaryDirectory()
+        let l = DatasetLocator(dataDir: dir.path, environment: ["SLIM_DATA_DIR": "/elsewhere"], currentDirectory: TestFixtures.packageRoot)
         XCTAssertEqual(l.dataDir, dir.path)
         XCTAssertEqual(l.origin, .flag)
     }
 
     func testEnvironmentWinsOverDefault() {
-        let l = DatasetLocator(dataDir: nil, environment: ["SLIM_DATA_DIR": "/data/x"], currentDirectory: Fixtures.packageRoot)
+        let l = DatasetLocator(dataDir: nil, environment: ["SLIM_DATA_DIR": "/data/x"], currentDirectory: TestFixtures.packageRoot)
         XCTAssertEqual(l.dataDir, "/data/x")
         XCTAssertEqual(l.origin, .environment)
         // An empty variable counts as unset.
@@ -24,13 +25,13 @@ final class DatasetLocatorTests: XCTestCase {
     }
 
     func testSharedDefaultOnlyWhenItExists() throws {
-        _ = try Fixtures.requireData("ptb/ptb.test.txt")
-        let l = DatasetLocator(dataDir: nil, environment: [:], currentDirectory: Fixtures.packageRoot)
+        _ = try TestFixtures.shared("data/ptb/ptb.test.txt")
+        let l = DatasetLocator(dataDir: nil, environment: [:], currentDirectory: TestFixtures.packageRoot)
         XCTAssertEqual(l.origin, .sharedDefault)
-        XCTAssertEqual(l.dataDir, Fixtures.packageRoot + "/../shared/data")
+        XCTAssertEqual(l.dataDir, TestFixtures.packageRoot + "/../shared/data")
 
         // A directory whose ../shared/data cannot exist (its parent is a fresh directory).
-        let elsewhere = try TempDir()
+        let elsewhere = TemporaryDirectory()
         let cwd = elsewhere.path + "/a/b"
         try FileManager.default.createDirectory(atPath: cwd, withIntermediateDirectories: true)
         let none = DatasetLocator(dataDir: nil, environment: [:], currentDirectory: cwd)
@@ -52,7 +53,7 @@ final class DatasetLocatorTests: XCTestCase {
             XCTAssertEqual(error as? FileError,
                            FileError("/nonexistent/data", "dataset directory (from --data-dir) does not exist or is not a directory"))
         }
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let empty = DatasetLocator(dataDir: dir.path, environment: [:])
         for (name, hint) in [(DatasetName.wikitext2, "Salesforce/wikitext"), (.ptb, "simple-examples"), (.c4, "allenai/c4")] {
             XCTAssertThrowsError(try empty.text(name, protocol: .eval)) { error in
@@ -70,8 +71,8 @@ final class DatasetLocatorTests: XCTestCase {
     // MARK: Loading through the locator
 
     func testDefaultSplitsAndLabels() throws {
-        _ = try Fixtures.requireData("wikitext-2-raw/wiki.test.raw")
-        let l = DatasetLocator(dataDir: Fixtures.dataDir, environment: [:])
+        _ = try TestFixtures.shared("data/wikitext-2-raw/wiki.test.raw")
+        let l = DatasetLocator(dataDir: TestFixtures.sharedDataDir, environment: [:])
         let wiki = try l.text(.wikitext2, protocol: .eval)
         XCTAssertEqual(wiki.label, "WikiText-2 test")
         XCTAssertEqual(wiki.characterCount, 1_294_336)
@@ -85,21 +86,21 @@ final class DatasetLocatorTests: XCTestCase {
         let calib = try l.text(.wikitext2, protocol: .calibration)
         XCTAssertEqual(calib.label, "WikiText-2 train excerpt")
         XCTAssertTrue(calib.source[0].hasSuffix("wiki.train.excerpt.txt"))
-        XCTAssertEqual(SHA256.hex(calib.text), try Fixtures.golden("wikitext2/train-excerpt/calibration")["sha256"]?.string)
+        XCTAssertEqual(SHA256.hex(calib.text), try DataGoldens.golden("wikitext2/train-excerpt/calibration")["sha256"]?.string)
 
         let c4 = try l.text(.c4, protocol: .eval)
         XCTAssertEqual(c4.label, "C4 subset validation")
         XCTAssertEqual(c4.rows, 1100)
         XCTAssertEqual(c4.documents?.count, 1100)
-        XCTAssertEqual(SHA256.hex(c4.text), try Fixtures.golden("c4-subset/validation/eval")["sha256"]?.string)
+        XCTAssertEqual(SHA256.hex(c4.text), try DataGoldens.golden("c4-subset/validation/eval")["sha256"]?.string)
 
         let ptb = try l.text(.ptb, split: .validation, protocol: .eval)
         XCTAssertEqual(ptb.label, "PTB validation")
-        XCTAssertEqual(SHA256.hex(ptb.text), try Fixtures.golden("ptb/validation")["sha256"]?.string)
+        XCTAssertEqual(SHA256.hex(ptb.text), try DataGoldens.golden("ptb/validation")["sha256"]?.string)
     }
 
     func testC4EvalWithFewDocumentsSaysSo() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         try dir.write("c4/c4-validation.00000-of-00008.json", text: "{\"text\":\"a\"}\n{\"text\":\"b\"}\n")
         let l = DatasetLocator(dataDir: dir.path, environment: [:])
         let t = try l.text(.c4, protocol: .eval)
@@ -110,7 +111,7 @@ final class DatasetLocatorTests: XCTestCase {
 
     /// A file named like a known original but with other content loads, with a warning.
     func testModifiedKnownFileGivesWarningNotError() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let path = try dir.write("ptb/ptb.test.txt", text: " a b \n c \n")
         let l = DatasetLocator(dataDir: dir.path, environment: [:])
         let t = try l.text(.ptb, protocol: .eval)

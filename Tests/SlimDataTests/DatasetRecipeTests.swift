@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimData
@@ -8,7 +9,7 @@ import XCTest
 /// build (goldens from scripts/reference/dataset_checks.py).
 final class DatasetRecipeTests: XCTestCase {
     private func assertMatches(_ text: String, rows: Int, golden key: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let g = try Fixtures.golden(key)
+        let g = try DataGoldens.golden(key)
         XCTAssertEqual(text.unicodeScalars.count, g["characters"]?.int, "\(key): characters", file: file, line: line)
         XCTAssertEqual(text.utf8.count, g["utf8_bytes"]?.int, "\(key): UTF-8 bytes", file: file, line: line)
         XCTAssertEqual(rows, g["rows"]?.int, "\(key): rows", file: file, line: line)
@@ -20,7 +21,7 @@ final class DatasetRecipeTests: XCTestCase {
     /// The headline check from the project brief: the "\n\n"-joined test split of WikiText-2
     /// raw is 1,294,336 characters (Python `len`, i.e. code points; 1,296,370 UTF-8 bytes).
     func testWikiText2TestEvalTextIsExact() throws {
-        let path = try Fixtures.requireData("wikitext-2-raw/wiki.test.raw")
+        let path = try TestFixtures.shared("data/wikitext-2-raw/wiki.test.raw")
         let joined = try DatasetReaders.wikiText(path: path, separator: "\n\n")
         XCTAssertEqual(joined.text.unicodeScalars.count, 1_294_336)
         XCTAssertEqual(SHA256.hex(joined.text), "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83")
@@ -29,7 +30,7 @@ final class DatasetRecipeTests: XCTestCase {
     }
 
     func testWikiText2ValidationBothJoins() throws {
-        let path = try Fixtures.requireData("wikitext-2-raw/wiki.valid.raw")
+        let path = try TestFixtures.shared("data/wikitext-2-raw/wiki.valid.raw")
         let eval = try DatasetReaders.wikiText(path: path, separator: "\n\n")
         try assertMatches(eval.text, rows: eval.rows, golden: "wikitext2/validation/eval")
         let calibration = try DatasetReaders.wikiText(path: path, separator: " ")
@@ -37,7 +38,7 @@ final class DatasetRecipeTests: XCTestCase {
     }
 
     func testWikiText2TrainExcerptCalibrationJoin() throws {
-        let path = try Fixtures.requireData("wikitext-2-raw/wiki.train.excerpt.txt")
+        let path = try TestFixtures.shared("data/wikitext-2-raw/wiki.train.excerpt.txt")
         let joined = try DatasetReaders.wikiText(path: path, separator: " ")
         try assertMatches(joined.text, rows: joined.rows, golden: "wikitext2/train-excerpt/calibration")
     }
@@ -46,7 +47,7 @@ final class DatasetRecipeTests: XCTestCase {
 
     func testPTBJoinsMatchPython() throws {
         for (split, file) in [("test", "ptb.test.txt"), ("validation", "ptb.valid.txt"), ("train", "ptb.train.txt")] {
-            let path = try Fixtures.requireData("ptb/" + file)
+            let path = try TestFixtures.shared("data/ptb/" + file)
             let joined = try DatasetReaders.ptb(path: path)
             try assertMatches(joined.text, rows: joined.rows, golden: "ptb/" + split)
             // Stripped sentences joined by single spaces: no leading space, no newline.
@@ -58,7 +59,7 @@ final class DatasetRecipeTests: XCTestCase {
     // MARK: C4
 
     func testC4SubsetEvalAndAllDocuments() throws {
-        let path = try Fixtures.requireData("c4/c4-validation.subset-2000.json.gz")
+        let path = try TestFixtures.shared("data/c4/c4-validation.subset-2000.json.gz")
         let first = try DatasetReaders.c4Documents(path: path, limit: c4EvalDocumentCount)
         try assertMatches(DatasetReaders.joinDocuments(first), rows: first.count, golden: "c4-subset/validation/eval")
         let all = try DatasetReaders.c4Documents(path: path)
@@ -68,7 +69,7 @@ final class DatasetRecipeTests: XCTestCase {
     /// Plain and gzip JSON lines read the same; blank lines are skipped; gzip is detected from
     /// the content, not the name.
     func testC4PlainAndGzipAgree() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let lines = "{\"text\": \"first doc\\nline\", \"url\": \"u\"}\n\n{\"text\": \"caf\\u00e9 \\\"q\\\"\", \"timestamp\": \"t\"}\n"
         let plain = try dir.write("c4/docs.json", text: lines)
         let gz = try dir.write("c4/docs.json.gz", bytes: try Gzip.compress(Array(lines.utf8)))
@@ -81,7 +82,7 @@ final class DatasetRecipeTests: XCTestCase {
     }
 
     func testC4BadLinesNameFileAndLine() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let notJSON = try dir.write("a.json", text: "{\"text\": \"ok\"}\n{\"text\": broken}\n")
         XCTAssertThrowsError(try DatasetReaders.c4Documents(path: notJSON)) { error in
             let e = error as? FileError
@@ -103,10 +104,10 @@ final class DatasetRecipeTests: XCTestCase {
     /// Universal newlines, Unicode whitespace, BOM, empty files: compared with Python's output
     /// on the same bytes (edge_cases in the golden file).
     func testEdgeCasesMatchPython() throws {
-        guard let cases = Fixtures.goldens["edge_cases"]?.array, !cases.isEmpty else {
+        guard let cases = try DataGoldens.all()["edge_cases"]?.array, !cases.isEmpty else {
             return XCTFail("no edge cases in the golden file")
         }
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         for (i, c) in cases.enumerated() {
             guard let input = c["input"]?.string else { return XCTFail("edge case \(i) has no input") }
             let path = try dir.write("edge\(i).txt", text: input)
@@ -121,7 +122,7 @@ final class DatasetRecipeTests: XCTestCase {
     // MARK: Plain text
 
     func testPlainTextKeepsContentExactly() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let content = "\u{FEFF}line one\r\nline two\n\n  é\u{3000}"
         let path = try dir.write("plain.txt", text: content)
         XCTAssertEqual(try loadTextFile(path: path), content)
@@ -133,7 +134,7 @@ final class DatasetRecipeTests: XCTestCase {
     }
 
     func testInvalidUTF8IsRefusedWithOffsetAndLine() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         // "ab\ncd" then a lone continuation byte at offset 5.
         let path = try dir.write("bad.txt", bytes: [0x61, 0x62, 0x0A, 0x63, 0x64, 0x80, 0x65])
         XCTAssertThrowsError(try loadTextFile(path: path)) { error in

@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimData
@@ -7,16 +8,16 @@ import XCTest
 final class ManifestTests: XCTestCase {
     /// The compiled-in table and calibration/datasets.json come from one script run.
     func testBuiltinMatchesCommittedJSON() throws {
-        let committed = try DatasetManifest.load(path: Fixtures.packageRoot + "/calibration/datasets.json")
+        let committed = try DatasetManifest.load(path: TestFixtures.packageRoot + "/calibration/datasets.json")
         XCTAssertEqual(committed, DatasetManifest.builtin)
         XCTAssertFalse(committed.entries.isEmpty)
     }
 
     /// Every shared file still matches its entry (size, sha256 and newline count).
     func testSharedFilesVerify() throws {
-        _ = try Fixtures.requireData("ptb/ptb.test.txt")
+        _ = try TestFixtures.shared("data/ptb/ptb.test.txt")
         for e in DatasetManifest.builtin.entries {
-            let path = Fixtures.data(e.name)
+            let path = TestFixtures.sharedDataDir + "/" + e.name
             guard FileManager.default.fileExists(atPath: path) else { continue }
             XCTAssertEqual(try DatasetManifest.builtin.check(path: path), .verified(path: path, name: e.name))
             let content: [UInt8]
@@ -41,7 +42,7 @@ final class ManifestTests: XCTestCase {
     }
 
     func testSizeMismatchIsReportedWithoutHashing() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let path = try dir.write("wiki.test.raw", text: "short")
         guard case .mismatch(_, let name, let detail) = try DatasetManifest.builtin.check(path: path) else {
             return XCTFail("expected a mismatch")

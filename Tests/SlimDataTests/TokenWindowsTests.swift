@@ -1,3 +1,4 @@
+import SlimTestSupport
 import XCTest
 
 @testable import SlimData
@@ -24,7 +25,7 @@ final class TokenWindowsTests: XCTestCase {
 
     /// Only C4 text loaded for evaluation is truncated; the encoder sees the whole string.
     func testMakeAppliesTheProtocol() throws {
-        let dir = try TempDir()
+        let dir = TemporaryDirectory()
         let docs = (0..<300).map { "{\"text\": \"d\($0)\"}" }.joined(separator: "\n")
         try dir.write("c4/c4-validation.00000-of-00008.json", text: docs)
         try dir.write("ptb/ptb.test.txt", text: String(repeating: " w \n", count: 300))

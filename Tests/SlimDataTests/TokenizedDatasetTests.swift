@@ -1,5 +1,6 @@
 import Foundation
 import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 @testable import SlimData
@@ -7,15 +8,14 @@ import XCTest
 /// Dataset text through a real tokenizer into evaluation windows.
 final class TokenizedDatasetTests: XCTestCase {
     private func storiesTokenizer() throws -> Tokenizer {
-        let dir = Fixtures.packageRoot + "/../shared/models/stories260K"
-        guard FileManager.default.fileExists(atPath: dir) else { throw XCTSkip("shared fixture \(dir) is not present") }
+        let dir = try TestFixtures.shared("models/stories260K")
         return try Tokenizer.load(directory: dir)
     }
 
     func testPTBTestWindows() throws {
-        _ = try Fixtures.requireData("ptb/ptb.test.txt")
+        _ = try TestFixtures.shared("data/ptb/ptb.test.txt")
         let tokenizer = try storiesTokenizer()
-        let text = try DatasetLocator(dataDir: Fixtures.dataDir, environment: [:]).text(.ptb, protocol: .eval)
+        let text = try DatasetLocator(dataDir: TestFixtures.sharedDataDir, environment: [:]).text(.ptb, protocol: .eval)
         let start = Date()
         let windows = TokenWindows.make(from: text, contextLength: 512, tokenizer: tokenizer)
         let seconds = Date().timeIntervalSince(start)
@@ -29,9 +29,9 @@ final class TokenizedDatasetTests: XCTestCase {
     }
 
     func testC4EvalIsTruncatedTo256Windows() throws {
-        _ = try Fixtures.requireData("c4/c4-validation.subset-2000.json.gz")
+        _ = try TestFixtures.shared("data/c4/c4-validation.subset-2000.json.gz")
         let tokenizer = try storiesTokenizer()
-        let text = try DatasetLocator(dataDir: Fixtures.dataDir, environment: [:]).text(.c4, protocol: .eval)
+        let text = try DatasetLocator(dataDir: TestFixtures.sharedDataDir, environment: [:]).text(.c4, protocol: .eval)
         // A short context so that 256 windows are fewer than the 1,100 documents' tokens.
         let windows = TokenWindows.make(from: text, contextLength: 64, tokenizer: tokenizer)
         XCTAssertEqual(windows.tokens.count, 256 * 64)

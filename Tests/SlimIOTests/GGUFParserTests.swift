@@ -1,10 +1,11 @@
 import Foundation
+import SlimTestSupport
 import XCTest
 @testable import SlimIO
 
 /// Parsing of well-formed files and one test per corruption class.
 final class GGUFParserTests: XCTestCase {
-    let tmp = GGUFTempDir()
+    let tmp = TemporaryDirectory()
 
     /// A valid file: 2 metadata pairs, one F32 tensor [2, 3] at offset 0.
     func validFile(alignment: Int = 32) -> [UInt8] { validFileWithTableEnd(alignment: alignment).bytes }
@@ -65,7 +66,7 @@ final class GGUFParserTests: XCTestCase {
     }
 
     func testStoriesGGUFParses() throws {
-        let f = try GGUFFile(path: GGUFFixtures.storiesGGUF)
+        let f = try GGUFFile(path: try TestFixtures.shared("models/stories260K-gguf/stories260K-f32.gguf"))
         XCTAssertEqual(f.version, 3)
         XCTAssertEqual(f.metadata.count, 19)
         XCTAssertEqual(f.metadata.first?.key, "tokenizer.ggml.tokens")
@@ -79,7 +80,7 @@ final class GGUFParserTests: XCTestCase {
         // The embedding is stored unpermuted: its bytes equal the HF checkpoint's.
         let emb = try XCTUnwrap(f.tensor("token_embd.weight"))
         XCTAssertEqual(emb.shape, [512, 64])
-        let st = try SafetensorsFile(path: GGUFFixtures.storiesSafetensors)
+        let st = try SafetensorsFile(path: try TestFixtures.shared("models/stories260K/model.safetensors"))
         let ref = try XCTUnwrap(st.tensor("model.embed_tokens.weight"))
         XCTAssertEqual(ref.shape, emb.shape)
         XCTAssertTrue(Array(ref.bytes) == Array(emb.bytes))

@@ -1,35 +1,10 @@
 import Foundation
+import SlimTestSupport
 import XCTest
 @testable import SlimIO
 
-// Helpers shared by the GGUF tests: fixture locations, a raw byte builder for hand-made
-// (and deliberately corrupt) files, and temporary-file handling.
-
-enum GGUFFixtures {
-    /// Tests/SlimIOTests/Fixtures/gguf
-    static let dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/gguf").path
-    /// The package root's sibling ../shared
-    static let shared = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("shared").path
-    static let storiesGGUF = shared + "/models/stories260K-gguf/stories260K-f32.gguf"
-    static let storiesSafetensors = shared + "/models/stories260K/model.safetensors"
-
-    /// The cached SmolLM2 Q4_1 GGUF and the prepared F32 directory, or a skip with the reason.
-    static func smolLM2() throws -> (gguf: String, dir: String) {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["SLIM_FIXTURE_CACHE"] ?? (NSHomeDirectory() + "/.cache/slim-quant-fixtures")
-        let gguf = cache + "/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: gguf) else {
-            throw XCTSkip("SmolLM2 GGUF not found at \(gguf) (run ../shared/scripts/prepare-smollm2.sh)")
-        }
-        guard let dir = env["SLIM_SMOLLM2_DIR"], FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
-            throw XCTSkip("SLIM_SMOLLM2_DIR is not set to a prepared SmolLM2 directory (../shared/scripts/prepare-smollm2.sh)")
-        }
-        return (gguf, dir)
-    }
-}
+// Helpers shared by the GGUF tests: a raw byte builder for hand-made (and deliberately
+// corrupt) files and temporary-file handling. Fixture paths come from `TestFixtures`.
 
 /// Appends GGUF primitives little-endian, with no validation, so tests can write any file.
 struct RawGGUF {
@@ -82,25 +57,21 @@ struct RawGGUF {
     mutating func zeros(_ n: Int) { bytes.append(contentsOf: repeatElement(0, count: n)) }
 }
 
-/// A temporary directory removed when the test object goes away.
-final class GGUFTempDir {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "gguf-tests-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    /// Writes `bytes` to a new file in the directory and returns its path.
+extension TemporaryDirectory {
+    /// Writes `bytes` to a new file in the directory and returns its path (a failure to write
+    /// fails the test; opening the path then reports it too).
     func file(_ bytes: [UInt8], name: String = "t.gguf") -> String {
-        let p = path + "/" + name
-        XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: Data(bytes)), p)
-        return p
+        do {
+            return try write(name, bytes: bytes)
+        } catch {
+            XCTFail("\(error)")
+            return path + "/" + name
+        }
     }
 }
 
 /// Asserts that opening `bytes` as a GGUF file fails with exactly `expected`, naming the path.
-func XCTAssertGGUFError(_ bytes: [UInt8], _ expected: GGUFError.Kind, in dir: GGUFTempDir,
+func XCTAssertGGUFError(_ bytes: [UInt8], _ expected: GGUFError.Kind, in dir: TemporaryDirectory,
                         file: StaticString = #filePath, line: UInt = #line) {
     let path = dir.file(bytes)
     do {

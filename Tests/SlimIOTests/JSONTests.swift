@@ -1,4 +1,5 @@
 import Foundation
+import SlimTestSupport
 import XCTest
 @testable import SlimIO
 
@@ -231,9 +232,7 @@ final class GzipTests: XCTestCase {
     }
 
     func testDecompressFile() throws {
-        let dir = NSTemporaryDirectory() + "gzip-test-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let dir = try TestFixtures.temporaryDirectory(self)
         let data = sampleText(5000)
         try Data(try Gzip.compress(data)).write(to: URL(fileURLWithPath: dir + "/t.gz"))
         XCTAssertEqual(try Gzip.decompressFile(dir + "/t.gz"), data)

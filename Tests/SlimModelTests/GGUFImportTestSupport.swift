@@ -1,47 +1,15 @@
 import Foundation
 import XCTest
 import SlimIO
+import SlimTestSupport
 
-// Fixture locations and small-file builders for the GGUF import tests.
+// Small-file builders and readers for the GGUF import tests. Fixture paths come from
+// `TestFixtures`.
 
-enum GGUFImportFixtures {
-    static let root: String = {
-        var url = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    static let shared = root + "/../shared"
-    /// Committed fixtures made by scripts/reference/make_gguf_fixtures.py.
-    static let gguf = root + "/Tests/SlimIOTests/Fixtures/gguf"
-    static let storiesGGUF = shared + "/models/stories260K-gguf/stories260K-f32.gguf"
-    static let storiesDir = shared + "/models/stories260K"
-    static let smolLM2TokenizerDir = shared + "/models/smollm2-135m"
-    static let wikiText = shared + "/data/wikitext-2-raw/wiki.test.raw"
-
-    /// The cached SmolLM2 Q4_1 GGUF, or a skip with the reason.
-    static func smolLM2GGUF() throws -> String {
-        let env = ProcessInfo.processInfo.environment
-        let cache = env["SLIM_FIXTURE_CACHE"] ?? (NSHomeDirectory() + "/.cache/slim-quant-fixtures")
-        let path = cache + "/SmolLM2-135M-Instruct.Q4_1.gguf"
-        guard FileManager.default.fileExists(atPath: path) else {
-            throw XCTSkip("SmolLM2 GGUF not found at \(path) (run ../shared/scripts/prepare-smollm2.sh)")
-        }
-        return path
-    }
-
-    /// The prepared SmolLM2 directory (SLIM_SMOLLM2_DIR), or a skip with the reason.
-    static func smolLM2Dir() throws -> String {
-        guard let dir = ProcessInfo.processInfo.environment["SLIM_SMOLLM2_DIR"], !dir.isEmpty,
-              FileManager.default.fileExists(atPath: dir + "/model.safetensors") else {
-            throw XCTSkip("SLIM_SMOLLM2_DIR is not set to a prepared directory (../shared/scripts/prepare-smollm2.sh DIR)")
-        }
-        return dir
-    }
-
-    static func readJSON(_ path: String) throws -> JSON {
-        let data = try XCTUnwrap(FileManager.default.contents(atPath: path), "cannot read \(path)")
-        return try JSON.parse(Array(data))
+/// Whole-file reads that fail the test with the path.
+enum ReadFile {
+    static func json(_ path: String) throws -> JSON {
+        try JSON.parse(try bytes(path))
     }
 
     static func bytes(_ path: String) throws -> [UInt8] {
@@ -49,20 +17,10 @@ enum GGUFImportFixtures {
     }
 }
 
-/// A temporary directory removed at deinit.
-final class GGUFImportTempDir {
-    let path: String
-    init() {
-        path = NSTemporaryDirectory() + "gguf-import-tests-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
 /// A minimal valid llama GGUF (hidden 64, 2 heads, 1 KV head, 1 layer, ffn 32, vocab 4,
 /// SentencePiece tokenizer) for tests that change one thing; `edit` runs before serializing.
 /// Tensors named in `omit` are left out (for tests that add their own version).
-func makeTinyLlamaGGUF(in dir: GGUFImportTempDir, name: String = "tiny.gguf", omit: Set<String> = [],
+func makeTinyLlamaGGUF(in dir: TemporaryDirectory, name: String = "tiny.gguf", omit: Set<String> = [],
                        edit: (inout GGUFWriter) throws -> Void = { _ in }) throws -> String {
     var w = GGUFWriter()
     w.set("general.architecture", .string("llama"))

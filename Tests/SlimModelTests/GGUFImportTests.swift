@@ -1,4 +1,5 @@
 import Foundation
+import SlimTestSupport
 import XCTest
 import SlimIO
 @testable import SlimModel
@@ -6,13 +7,13 @@ import SlimIO
 /// GGUF → Hugging Face import: tensors, config.json and written files against the reference
 /// converter's output (../shared/scripts/gguf_to_hf.py).
 final class GGUFImportTests: XCTestCase {
-    let tmp = GGUFImportTempDir()
+    let tmp = TemporaryDirectory()
 
     // MARK: - stories260K (F32 GGUF, GQA)
 
     func testStoriesTensorsAreBitIdenticalToSharedCheckpoint() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.storiesGGUF)
-        let reference = try SafetensorsFile(path: GGUFImportFixtures.storiesDir + "/model.safetensors")
+        let model = try GGUFImport(path: TestFixtures.stories260KGGUF())
+        let reference = try SafetensorsFile(path: TestFixtures.stories260KDir() + "/model.safetensors")
         XCTAssertEqual(model.tensorNames.count, 48)
         XCTAssertEqual(Set(model.tensorNames), Set(reference.tensorNames))
         for name in reference.tensorNames {
@@ -28,23 +29,23 @@ final class GGUFImportTests: XCTestCase {
     }
 
     func testStoriesConfigEqualsSharedConfig() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.storiesGGUF)
-        XCTAssertEqual(model.config, try GGUFImportFixtures.readJSON(GGUFImportFixtures.storiesDir + "/config.json"))
+        let model = try GGUFImport(path: TestFixtures.stories260KGGUF())
+        XCTAssertEqual(model.config, try ReadFile.json(TestFixtures.stories260KDir() + "/config.json"))
         let parsed = try LlamaConfig(json: model.config, path: "stories")
         XCTAssertEqual(parsed.numKeyValueHeads, 4)
         XCTAssertFalse(parsed.tieWordEmbeddings)
     }
 
     func testStoriesWriteIsByteIdenticalToReferenceConverter() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.storiesGGUF)
+        let model = try GGUFImport(path: TestFixtures.stories260KGGUF())
         let out = tmp.path + "/stories"
         try model.write(directory: out, dtype: .f32)
-        XCTAssertEqual(try GGUFImportFixtures.bytes(out + "/model.safetensors"),
-                       try GGUFImportFixtures.bytes(GGUFImportFixtures.storiesDir + "/model.safetensors"))
-        XCTAssertEqual(try GGUFImportFixtures.bytes(out + "/config.json"),
-                       try GGUFImportFixtures.bytes(GGUFImportFixtures.storiesDir + "/config.json"))
-        XCTAssertEqual(try GGUFImportFixtures.readJSON(out + "/tokenizer.json"), model.tokenizerJSON)
-        XCTAssertEqual(try GGUFImportFixtures.readJSON(out + "/tokenizer_config.json"), model.tokenizerConfig)
+        XCTAssertEqual(try ReadFile.bytes(out + "/model.safetensors"),
+                       try ReadFile.bytes(TestFixtures.stories260KDir() + "/model.safetensors"))
+        XCTAssertEqual(try ReadFile.bytes(out + "/config.json"),
+                       try ReadFile.bytes(TestFixtures.stories260KDir() + "/config.json"))
+        XCTAssertEqual(try ReadFile.json(out + "/tokenizer.json"), model.tokenizerJSON)
+        XCTAssertEqual(try ReadFile.json(out + "/tokenizer_config.json"), model.tokenizerConfig)
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix(".") }
         XCTAssertEqual(leftovers, [], "temporary files left behind")
     }
@@ -52,7 +53,7 @@ final class GGUFImportTests: XCTestCase {
     // MARK: - Mixed-type fixture (Q8_0, Q4_0, Q4_1, F16, BF16, F32; tied; alignment 64)
 
     func testTinyFixtureWritesMatchReferenceConverterInEveryDtype() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.gguf + "/tiny-llama.gguf")
+        let model = try GGUFImport(path: TestFixtures.committed("SlimIOTests", "gguf/tiny-llama.gguf"))
         XCTAssertEqual(model.gguf.alignment, 64)
         let types = Set(model.tensorNames.compactMap { model.storedType($0) })
         XCTAssertEqual(types, [.q8_0, .q4_0, .q4_1, .f16, .bf16, .f32])
@@ -61,13 +62,13 @@ final class GGUFImportTests: XCTestCase {
         for (dtype, suffix, torch) in [(DType.f32, "f32", "float32"), (.f16, "f16", "float16"), (.bf16, "bf16", "bfloat16")] {
             let out = tmp.path + "/tiny-" + suffix
             try model.write(directory: out, dtype: dtype)
-            XCTAssertEqual(try GGUFImportFixtures.bytes(out + "/model.safetensors"),
-                           try GGUFImportFixtures.bytes(GGUFImportFixtures.gguf + "/tiny-llama.\(suffix).safetensors"), suffix)
-            let config = try GGUFImportFixtures.readJSON(out + "/config.json")
+            XCTAssertEqual(try ReadFile.bytes(out + "/model.safetensors"),
+                           try ReadFile.bytes(TestFixtures.committed("SlimIOTests", "gguf/tiny-llama.\(suffix).safetensors")), suffix)
+            let config = try ReadFile.json(out + "/config.json")
             XCTAssertEqual(config["torch_dtype"], .string(torch))
             if dtype == .f32 {
-                XCTAssertEqual(try GGUFImportFixtures.bytes(out + "/config.json"),
-                               try GGUFImportFixtures.bytes(GGUFImportFixtures.gguf + "/tiny-llama.config.json"))
+                XCTAssertEqual(try ReadFile.bytes(out + "/config.json"),
+                               try ReadFile.bytes(TestFixtures.committed("SlimIOTests", "gguf/tiny-llama.config.json")))
             }
         }
         // In-memory views agree with the written F32 file.
@@ -81,8 +82,8 @@ final class GGUFImportTests: XCTestCase {
     // MARK: - SmolLM2 (Q4_1 + Q8_0, GQA 9/3, tied)
 
     func testSmolLM2ImportMatchesPreparedDirectory() throws {
-        let ggufPath = try GGUFImportFixtures.smolLM2GGUF()
-        let dir = try GGUFImportFixtures.smolLM2Dir()
+        let ggufPath = try TestFixtures.smollm2GGUF()
+        let dir = try TestFixtures.smollm2Dir()
         let start = Date()
         let model = try GGUFImport(path: ggufPath)
         let opened = Date()
@@ -99,7 +100,7 @@ final class GGUFImportTests: XCTestCase {
             XCTAssertTrue(same, "\(name) differs from the prepared checkpoint")
         }
         XCTAssertEqual(params, 134_515_008)
-        XCTAssertEqual(model.config, try GGUFImportFixtures.readJSON(dir + "/config.json"))
+        XCTAssertEqual(model.config, try ReadFile.json(dir + "/config.json"))
         print(String(format: "GGUFImport SmolLM2: open %.2f s, decode+compare %d params %.2f s",
                      opened.timeIntervalSince(start), params, Date().timeIntervalSince(opened)))
     }

@@ -1,4 +1,5 @@
 import Foundation
+import SlimTestSupport
 import XCTest
 import SlimIO
 import SlimTokenizer
@@ -7,7 +8,7 @@ import SlimTokenizer
 /// tokenizer.json / tokenizer_config.json rebuilt from GGUF metadata, against the shared
 /// Hugging Face files of the same models.
 final class GGUFTokenizerImportTests: XCTestCase {
-    let tmp = GGUFImportTempDir()
+    let tmp = TemporaryDirectory()
 
     /// `json` with `model.unk_token` replaced.
     func withUnkToken(_ json: JSON, _ unk: JSON) throws -> JSON {
@@ -21,8 +22,8 @@ final class GGUFTokenizerImportTests: XCTestCase {
     // MARK: - SentencePiece (stories260K)
 
     func testStoriesTokenizerEqualsSharedTokenizerJSON() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.storiesGGUF)
-        let shared = try GGUFImportFixtures.readJSON(GGUFImportFixtures.storiesDir + "/tokenizer.json")
+        let model = try GGUFImport(path: TestFixtures.stories260KGGUF())
+        let shared = try ReadFile.json(TestFixtures.stories260KDir() + "/tokenizer.json")
         // Same vocabulary, merges (derived from scores), added tokens, pre-tokenizer,
         // post-processor and decoder; only unk_token is deliberately set (see GGUFTokenizerBuilder).
         XCTAssertEqual(model.tokenizerJSON["model"]?["unk_token"], .string("<unk>"))
@@ -31,8 +32,8 @@ final class GGUFTokenizerImportTests: XCTestCase {
     }
 
     func testStoriesTokenizerConfig() throws {
-        let c = try GGUFImport(path: GGUFImportFixtures.storiesGGUF).tokenizerConfig
-        let shared = try GGUFImportFixtures.readJSON(GGUFImportFixtures.storiesDir + "/tokenizer_config.json")
+        let c = try GGUFImport(path: TestFixtures.stories260KGGUF()).tokenizerConfig
+        let shared = try ReadFile.json(TestFixtures.stories260KDir() + "/tokenizer_config.json")
         for key in ["bos_token", "eos_token", "unk_token", "pad_token"] {
             XCTAssertEqual(c[key], shared[key], key)
         }
@@ -44,10 +45,10 @@ final class GGUFTokenizerImportTests: XCTestCase {
     // MARK: - Byte-level BPE (SmolLM2)
 
     func testSmolLM2TokenizerEqualsSharedTokenizerJSON() throws {
-        let model = try GGUFImport(path: try GGUFImportFixtures.smolLM2GGUF())
-        let dir = GGUFImportFixtures.smolLM2TokenizerDir
-        XCTAssertEqual(model.tokenizerJSON, try GGUFImportFixtures.readJSON(dir + "/tokenizer.json"))
-        let shared = try GGUFImportFixtures.readJSON(dir + "/tokenizer_config.json")
+        let model = try GGUFImport(path: try TestFixtures.smollm2GGUF())
+        let dir = try TestFixtures.shared("models/smollm2-135m")
+        XCTAssertEqual(model.tokenizerJSON, try ReadFile.json(dir + "/tokenizer.json"))
+        let shared = try ReadFile.json(dir + "/tokenizer_config.json")
         for key in ["add_bos_token", "add_eos_token", "bos_token", "eos_token", "unk_token", "pad_token", "model_max_length"] {
             XCTAssertEqual(model.tokenizerConfig[key], shared[key], key)
         }
@@ -58,7 +59,7 @@ final class GGUFTokenizerImportTests: XCTestCase {
 
     /// Short edge cases plus about 5,000 characters of WikiText-2 test text.
     func sampleTexts() throws -> [String] {
-        let data = try XCTUnwrap(FileManager.default.contents(atPath: GGUFImportFixtures.wikiText), "wiki.test.raw")
+        let data = try ReadFile.bytes(try TestFixtures.shared("data/wikitext-2-raw/wiki.test.raw"))
         let wiki = String(String(decoding: data.prefix(8000), as: UTF8.self).prefix(5000))
         return [
             "Once upon a time", " leading space", "trailing space ", "two  spaces\tand\ttabs\n\nnewlines",
@@ -77,19 +78,19 @@ final class GGUFTokenizerImportTests: XCTestCase {
     }
 
     func testStoriesTokenizerEncodesLikeSharedTokenizer() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.storiesGGUF)
-        let shared = try Tokenizer(tokenizerJSONPath: GGUFImportFixtures.storiesDir + "/tokenizer.json")
-        try assertSameIDs(try Tokenizer(json: model.tokenizerJSON, path: GGUFImportFixtures.storiesGGUF), shared)
+        let model = try GGUFImport(path: TestFixtures.stories260KGGUF())
+        let shared = try Tokenizer(tokenizerJSONPath: TestFixtures.stories260KDir() + "/tokenizer.json")
+        try assertSameIDs(try Tokenizer(json: model.tokenizerJSON, path: TestFixtures.stories260KGGUF()), shared)
         // The written directory loads (tokenizer_config.json included) to the same tokenizer.
         let out = tmp.path + "/stories"
         try model.write(directory: out, dtype: .f16)
-        try assertSameIDs(try Tokenizer.load(directory: out), try Tokenizer.load(directory: GGUFImportFixtures.storiesDir))
+        try assertSameIDs(try Tokenizer.load(directory: out), try Tokenizer.load(directory: TestFixtures.stories260KDir()))
         XCTAssertEqual(shared.encode("Once upon a time").first, 1, "BOS is added")
     }
 
     func testSmolLM2TokenizerEncodesLikeSharedTokenizer() throws {
-        let model = try GGUFImport(path: try GGUFImportFixtures.smolLM2GGUF())
-        let shared = try Tokenizer(tokenizerJSONPath: GGUFImportFixtures.smolLM2TokenizerDir + "/tokenizer.json")
+        let model = try GGUFImport(path: try TestFixtures.smollm2GGUF())
+        let shared = try Tokenizer(tokenizerJSONPath: TestFixtures.shared("models/smollm2-135m") + "/tokenizer.json")
         try assertSameIDs(try Tokenizer(json: model.tokenizerJSON, path: "smollm2.gguf"), shared)
     }
 
@@ -98,7 +99,7 @@ final class GGUFTokenizerImportTests: XCTestCase {
         // 3…18 "a"…"p", 19 "Ġ", 20 "Ċ", 21 "!", 22 ".", 23 ab, 24 cd, 25 Ġa, 26 abcd, 27 ef,
         // 28 Ġab, 29 gh, 30 Ġabcd, 31 ij. The Llama 3 split gives "abcd" | " ab", both whole
         // tokens (ignore_merges), and BOS is prepended. (HF tokenizers agrees on all three.)
-        let model = try GGUFImport(path: GGUFImportFixtures.gguf + "/tiny-llama.gguf")
+        let model = try GGUFImport(path: TestFixtures.committed("SlimIOTests", "gguf/tiny-llama.gguf"))
         let t = try Tokenizer(json: model.tokenizerJSON, path: "tiny-llama.gguf")
         XCTAssertEqual(t.encode("abcd ab"), [0, 26, 28])
         XCTAssertEqual(t.encode("ab<|user|>ef!"), [0, 23, 2, 27, 21])
@@ -124,7 +125,7 @@ final class GGUFTokenizerImportTests: XCTestCase {
     // MARK: - Byte-level variants and special ids (committed fixture and hand-made files)
 
     func testLlama3PreTokenizerUserDefinedTokensAndOutOfRangeIDs() throws {
-        let model = try GGUFImport(path: GGUFImportFixtures.gguf + "/tiny-llama.gguf")
+        let model = try GGUFImport(path: TestFixtures.committed("SlimIOTests", "gguf/tiny-llama.gguf"))
         let t = model.tokenizerJSON
         XCTAssertEqual(t["pre_tokenizer"]?["pretokenizers"]?[0]?["type"], .string("Split"))
         XCTAssertEqual(t["pre_tokenizer"]?["pretokenizers"]?[0]?["pattern"]?["Regex"], .string(GGUFTokenizerBuilder.llama3Regex))

@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimModel
@@ -61,7 +62,7 @@ final class LlamaConfigTests: XCTestCase {
     }
 
     func testStories260K() throws {
-        let path = try Fixtures.requireShared("stories260K/config.json")
+        let path = try TestFixtures.shared("models/stories260K/config.json")
         let c = try LlamaConfig(path: path)
         XCTAssertEqual(c.hiddenSize, 64)
         XCTAssertEqual(c.numHiddenLayers, 5)
@@ -99,7 +100,7 @@ final class LlamaConfigTests: XCTestCase {
     func testRoundTripThroughJSON() throws {
         var names = ["llama-7b", "llama-2-7b-hf", "llama-3.1-8b-instruct", "llama-3.2-1b", "tinyllama-1.1b-chat-v1.0",
                      "mistral-7b-instruct-v0.3", "smollm2-135m"].map(Fixtures.config)
-        if let stories = try? Fixtures.requireShared("stories260K/config.json") { names.append(stories) }
+        if let stories = try? TestFixtures.shared("models/stories260K/config.json") { names.append(stories) }
         for path in names {
             let c = try LlamaConfig(path: path)
             let text = c.toJSON().serialized(pretty: true)
@@ -206,9 +207,8 @@ final class LlamaConfigTests: XCTestCase {
         XCTAssertThrowsError(try LlamaConfig(path: "/nonexistent/config.json")) { error in
             XCTAssertEqual((error as? FileError)?.path, "/nonexistent/config.json")
         }
-        let bad = NSTemporaryDirectory() + "/slimmodel-bad-\(UUID().uuidString).json"
+        let bad = try TestFixtures.temporaryDirectory(self) + "/bad.json"
         XCTAssertTrue(FileManager.default.createFile(atPath: bad, contents: Data("{\"hidden_size\": 1,}".utf8)))
-        defer { try? FileManager.default.removeItem(atPath: bad) }
         XCTAssertThrowsError(try LlamaConfig(path: bad)) { error in
             let e = error as? FileError
             XCTAssertEqual(e?.path, bad)

@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimModel
@@ -8,17 +9,12 @@ final class ModelDirectoryTests: XCTestCase {
     private var temp: String!
 
     override func setUpWithError() throws {
-        temp = NSTemporaryDirectory() + "/slimmodel-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: temp, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: temp)
+        temp = try TestFixtures.temporaryDirectory(self)
     }
 
     /// A directory in `temp` with the given config JSON and a link to stories260K's weights.
     private func modelDir(_ name: String, config: JSON?, linkWeights: Bool = true) throws -> String {
-        let stories = try Fixtures.requireShared("stories260K")
+        let stories = try TestFixtures.shared("models/stories260K")
         let dir = temp + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         if let config {
@@ -31,14 +27,14 @@ final class ModelDirectoryTests: XCTestCase {
     }
 
     private func storiesConfig() throws -> JSON {
-        let data = try XCTUnwrap(FileManager.default.contents(atPath: try Fixtures.requireShared("stories260K/config.json")))
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: try TestFixtures.shared("models/stories260K/config.json")))
         return try JSON.parse(Array(data))
     }
 
     // MARK: Real models
 
     func testStories260KDirectory() throws {
-        let dir = try Fixtures.requireShared("stories260K")
+        let dir = try TestFixtures.shared("models/stories260K")
         let model = try LoadedModel(path: dir)
         XCTAssertEqual(model.format, .safetensors)
         XCTAssertEqual(model.location, dir)
@@ -55,10 +51,10 @@ final class ModelDirectoryTests: XCTestCase {
     }
 
     func testStories260KGGUF() throws {
-        let path = try Fixtures.requireShared("stories260K-gguf/stories260K-f32.gguf")
+        let path = try TestFixtures.shared("models/stories260K-gguf/stories260K-f32.gguf")
         let gguf = try LoadedModel(path: path)
         XCTAssertEqual(gguf.format, .gguf)
-        let hf = try LoadedModel(path: try Fixtures.requireShared("stories260K"))
+        let hf = try LoadedModel(path: try TestFixtures.shared("models/stories260K"))
         XCTAssertEqual(gguf.config.hiddenSize, hf.config.hiddenSize)
         XCTAssertEqual(gguf.config.numKeyValueHeads, hf.config.numKeyValueHeads)
         XCTAssertEqual(gguf.config.intermediateSize, hf.config.intermediateSize)
@@ -69,8 +65,8 @@ final class ModelDirectoryTests: XCTestCase {
 
     /// The directory's tokenizer files and the vocabulary embedded in the GGUF agree.
     func testTokenizerFromDirectoryAndGGUF() throws {
-        let hf = try LoadedModel(path: try Fixtures.requireShared("stories260K")).tokenizer()
-        let gguf = try LoadedModel(path: try Fixtures.requireShared("stories260K-gguf/stories260K-f32.gguf")).tokenizer()
+        let hf = try LoadedModel(path: try TestFixtures.shared("models/stories260K")).tokenizer()
+        let gguf = try LoadedModel(path: try TestFixtures.shared("models/stories260K-gguf/stories260K-f32.gguf")).tokenizer()
         let text = "Once upon a time, there was a little girl named Lily."
         let ids = hf.encode(text, addSpecialTokens: true)
         XCTAssertEqual(ids.first, 1, "BOS first")
@@ -79,7 +75,7 @@ final class ModelDirectoryTests: XCTestCase {
     }
 
     func testSmolLM2() throws {
-        let dir = try Fixtures.smolLM2()
+        let dir = try TestFixtures.smollm2Dir()
         let model = try LoadedModel(path: dir)
         XCTAssertTrue(model.config.tieWordEmbeddings)
         XCTAssertEqual(model.config.numHiddenLayers, 30)
@@ -131,6 +127,6 @@ final class ModelDirectoryTests: XCTestCase {
         }
         // Tied classifier claimed, but the stored lm_head has the embedding's shape: tolerated.
         let tied = try modelDir("tied", config: try storiesConfig().setting("tie_word_embeddings", true))
-        XCTAssertEqual(try LoadedModel(path: tied).parameterCount, try LoadedModel(path: try Fixtures.requireShared("stories260K")).parameterCount - 512 * 64)
+        XCTAssertEqual(try LoadedModel(path: tied).parameterCount, try LoadedModel(path: try TestFixtures.shared("models/stories260K")).parameterCount - 512 * 64)
     }
 }

@@ -69,7 +69,7 @@ final class TensorSourceMetadataTests: XCTestCase {
     /// A dequantized (cached) view stays readable after the import's scope ended, and the
     /// import is released with the last view.
     func testImportViewOutlivesTheScopeOfItsImport() throws {
-        let dir = GGUFImportTempDir()
+        let dir = TemporaryDirectory()
         let path = try makeTinyLlamaGGUF(in: dir)
         let name = "model.layers.0.self_attn.q_proj.weight"  // un-permuted: served from the cache
         weak var weakImport: GGUFImport?

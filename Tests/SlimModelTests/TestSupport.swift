@@ -1,37 +1,14 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import XCTest
 
 @testable import SlimModel
 
-/// Paths of the shared fixtures and committed files, computed from this file so tests work
-/// from any current directory.
+/// Committed config fixtures (Tests/SlimModelTests/Fixtures/configs) and small configs built
+/// in memory. Shared data, SmolLM2 and temp directories come from `TestFixtures`.
 enum Fixtures {
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    static let sharedModels = packageRoot + "/../shared/models"
-    static let configs = packageRoot + "/Tests/SlimModelTests/Fixtures/configs"
-
-    static func config(_ name: String) -> String { configs + "/" + name + ".json" }
-
-    /// Skips the test when a shared fixture is absent.
-    static func requireShared(_ relative: String) throws -> String {
-        let path = sharedModels + "/" + relative
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("shared fixture \(path) is not present") }
-        return path
-    }
-
-    /// The SmolLM2 directory from SLIM_SMOLLM2_DIR, or a skip saying how to get one.
-    static func smolLM2() throws -> String {
-        guard let dir = ProcessInfo.processInfo.environment["SLIM_SMOLLM2_DIR"], !dir.isEmpty else {
-            throw XCTSkip("SLIM_SMOLLM2_DIR is not set (prepare one with ../shared/scripts/prepare-smollm2.sh DIR)")
-        }
-        return dir
-    }
+    static func config(_ name: String) -> String { TestFixtures.committed("SlimModelTests", "configs/\(name).json") }
 
     /// Parses a committed config fixture as JSON (for tests that modify it).
     static func configJSON(_ name: String) throws -> JSON {

@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 @testable import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 /// Unsupported or malformed tokenizer files fail with an error naming the file and the
@@ -9,12 +10,7 @@ final class ErrorTests: XCTestCase {
     private var tempDir = ""
 
     override func setUpWithError() throws {
-        tempDir = (NSTemporaryDirectory() as NSString).appendingPathComponent("slimtok-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(atPath: tempDir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: tempDir)
+        tempDir = try TestFixtures.temporaryDirectory(self)
     }
 
     private func write(_ name: String, _ bytes: [UInt8]) throws -> String {
@@ -189,7 +185,7 @@ final class ErrorTests: XCTestCase {
 
     /// Every truncation of a real model and many random byte flips either load or throw.
     func testHostileModelBytesNeverCrash() throws {
-        let original = try Array(Data(contentsOf: URL(fileURLWithPath: (Fixtures.fixtures as NSString).appendingPathComponent("spm-bpe-nfkc-rules.model"))))
+        let original = try Array(Data(contentsOf: URL(fileURLWithPath: Goldens.committed("spm-bpe-nfkc-rules.model"))))
         var generator = SplitMix(seed: 42)
         var candidates: [[UInt8]] = []
         for cut in stride(from: 0, to: original.count, by: max(1, original.count / 97)) { candidates.append(Array(original[..<cut])) }

@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 /// 100% id parity with the reference libraries on the whole WikiText-2 test text (encoded as
@@ -8,10 +9,10 @@ import XCTest
 /// scripts/reference/tokenizer_goldens.py.
 final class GoldenParityTests: XCTestCase {
     /// The evaluation text, built once per test process and checked against the golden's hash.
-    private static let wiki: Result<String, Error> = Result { try Fixtures.wikiText() }
+    private static let wiki: Result<String, Error> = Result { try TestFixtures.wikiText2TestText() }
 
     private func checkGolden(_ goldenName: String, load: () throws -> Tokenizer) throws {
-        let golden = try Fixtures.golden(goldenName)
+        let golden = try Goldens.load(goldenName)
         let tokenizer = try load()
         let text = try GoldenParityTests.wiki.get()
         XCTAssertEqual(text.unicodeScalars.count, golden["text_chars"]?.int, "evaluation text length")
@@ -37,17 +38,17 @@ final class GoldenParityTests: XCTestCase {
     }
 
     func testSmolLM2TokenizerJSON() throws {
-        let path = try Fixtures.requireShared("smollm2-135m/tokenizer.json")
+        let path = try TestFixtures.shared("models/smollm2-135m/tokenizer.json")
         try checkGolden("golden-smollm2-json.json.gz") { try Tokenizer(tokenizerJSONPath: path) }
     }
 
     func testStories260KTokenizerJSON() throws {
-        let path = try Fixtures.requireShared("stories260K/tokenizer.json")
+        let path = try TestFixtures.shared("models/stories260K/tokenizer.json")
         try checkGolden("golden-stories260k-json.json.gz") { try Tokenizer(tokenizerJSONPath: path) }
     }
 
     func testLlama2TokenizerModel() throws {
-        let dir = try Fixtures.requireShared("llama2-tokenizer")
+        let dir = try TestFixtures.shared("models/llama2-tokenizer")
         try checkGolden("golden-llama2-model.json.gz") {
             let t = try Tokenizer.load(directory: dir)
             XCTAssertEqual(t.kindDescription, "SentencePiece BPE (tokenizer.model)")
@@ -56,7 +57,7 @@ final class GoldenParityTests: XCTestCase {
     }
 
     func testLlama2TokenizerJSON() throws {
-        let dir = try Fixtures.requireShared("llama2-tokenizer")
+        let dir = try TestFixtures.shared("models/llama2-tokenizer")
         try checkGolden("golden-llama2-json.json.gz") {
             let t = try Tokenizer.load(directory: dir, preferJSON: true)
             XCTAssertEqual(t.kindDescription, "SentencePiece-style BPE (tokenizer.json)")

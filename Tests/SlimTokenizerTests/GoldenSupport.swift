@@ -1,60 +1,23 @@
 import Foundation
 import SlimIO
+import SlimTestSupport
 import SlimTokenizer
 import XCTest
 
-// Shared helpers: fixture locations, golden files, the WikiText-2 evaluation text, and
-// mismatch reports that show where two id sequences first differ.
+// Shared helpers: golden files and mismatch reports that show where two id sequences first
+// differ. Fixture paths (../shared, committed files, the WikiText-2 evaluation text) come
+// from SlimTestSupport's `TestFixtures`.
 
-enum Fixtures {
-    /// Package root, derived from this file's location (works from any working directory).
-    static let packageRoot: String = {
-        var url = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { url.deleteLastPathComponent() }
-        return url.path
-    }()
-
-    static let shared = (packageRoot as NSString).appendingPathComponent("../shared")
-    static let models = (shared as NSString).appendingPathComponent("models")
-    static let fixtures = (packageRoot as NSString).appendingPathComponent("Tests/SlimTokenizerTests/Fixtures")
-
-    static func model(_ relative: String) -> String { (models as NSString).appendingPathComponent(relative) }
-
-    /// Skips the test when the shared fixtures are not present.
-    static func requireShared(_ relative: String) throws -> String {
-        let p = model(relative)
-        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("shared fixture missing: \(p)") }
-        return p
+enum Goldens {
+    /// A committed tokenizer golden (gzip-compressed JSON) from
+    /// scripts/reference/tokenizer_goldens.py.
+    static func load(_ name: String) throws -> JSON {
+        try JSON.parse(try Gzip.decompressFile(committed(name)))
     }
 
-    /// A committed golden file (gzip-compressed JSON).
-    static func golden(_ name: String) throws -> JSON {
-        let bytes = try Gzip.decompressFile((fixtures as NSString).appendingPathComponent(name))
-        return try JSON.parse(bytes)
-    }
-
-    /// WikiText-2 test text as the evaluation protocol builds it: lines keep their "\n", a
-    /// line that is exactly " \n" becomes an empty row, rows are joined with "\n\n".
-    static func wikiText() throws -> String {
-        let path = (shared as NSString).appendingPathComponent("data/wikitext-2-raw/wiki.test.raw")
-        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("shared fixture missing: \(path)") }
-        let file = try MappedFile(path: path)
-        let raw = Array(file.bytes)
-        var rows: [[UInt8]] = []
-        var start = 0
-        for (i, b) in raw.enumerated() where b == 0x0A {
-            let line = Array(raw[start...i])
-            rows.append(line == [0x20, 0x0A] ? [] : line)
-            start = i + 1
-        }
-        if start < raw.count { rows.append(Array(raw[start...])) }
-        var joined = [UInt8]()
-        joined.reserveCapacity(raw.count + 2 * rows.count)
-        for (k, r) in rows.enumerated() {
-            if k > 0 { joined += [0x0A, 0x0A] }
-            joined += r
-        }
-        return String(decoding: joined, as: UTF8.self)
+    /// A path under Tests/SlimTokenizerTests/Fixtures.
+    static func committed(_ name: String) -> String {
+        TestFixtures.committed("SlimTokenizerTests", name)
     }
 }
 

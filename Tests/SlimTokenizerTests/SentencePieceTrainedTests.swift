@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 @testable import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 /// SentencePiece features LLaMA-2's model does not exercise, on tiny BPE models trained by
@@ -10,8 +11,8 @@ import XCTest
 /// one id), treat_whitespace_as_suffix and UNUSED pieces (re-split into their parts).
 final class SentencePieceTrainedTests: XCTestCase {
     func testTrainedModelsMatchSentencePiece() throws {
-        let golden = try Fixtures.golden("golden-spm-trained.json.gz")
-        let wiki = try Fixtures.wikiText()
+        let golden = try Goldens.load("golden-spm-trained.json.gz")
+        let wiki = try TestFixtures.wikiText2TestText()
         var scalars = String.UnicodeScalarView()
         scalars.append(contentsOf: wiki.unicodeScalars.prefix(golden["excerpt_chars"]?.int ?? 0))
         let excerpt = String(scalars)
@@ -19,7 +20,7 @@ final class SentencePieceTrainedTests: XCTestCase {
         XCTAssertEqual(models.count, 3)
         for m in models {
             let name = m["model"]?.string ?? "?"
-            let tokenizer = try Tokenizer(sentencePieceModelPath: (Fixtures.fixtures as NSString).appendingPathComponent(name))
+            let tokenizer = try Tokenizer(sentencePieceModelPath: Goldens.committed(name))
             // sentencepiece's own encode adds no BOS: compare without special tokens.
             assertSameIDs(tokenizer.encode(excerpt, addSpecialTokens: false), m["excerpt_ids"]?.intArray ?? [],
                           tokenizer: tokenizer, "\(name) excerpt")

@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 @testable import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 /// Loading rules, special-token ids, lookups and configuration handling of the public API.
@@ -8,12 +9,7 @@ final class TokenizerAPITests: XCTestCase {
     private var tempDir = ""
 
     override func setUpWithError() throws {
-        tempDir = (NSTemporaryDirectory() as NSString).appendingPathComponent("slimtok-api-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(atPath: tempDir, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(atPath: tempDir)
+        tempDir = try TestFixtures.temporaryDirectory(self)
     }
 
     private func copy(_ source: String, as name: String) throws {
@@ -25,7 +21,7 @@ final class TokenizerAPITests: XCTestCase {
     }
 
     func testLoadRulesAndSpecialTokens() throws {
-        let llama = try Fixtures.requireShared("llama2-tokenizer")
+        let llama = try TestFixtures.shared("models/llama2-tokenizer")
         let sp = try Tokenizer.load(directory: llama)
         XCTAssertEqual(sp.kindDescription, "SentencePiece BPE (tokenizer.model)")
         XCTAssertTrue(sp.sourcePath.hasSuffix("tokenizer.model"))
@@ -45,13 +41,13 @@ final class TokenizerAPITests: XCTestCase {
         XCTAssertEqual(js.id(of: "\u{1F77}"), 30873)
         XCTAssertEqual(sp.id(of: "\u{1F77}"), 30873)
 
-        let stories = try Tokenizer.load(directory: try Fixtures.requireShared("stories260K"))
+        let stories = try Tokenizer.load(directory: try TestFixtures.shared("models/stories260K"))
         XCTAssertEqual(stories.kindDescription, "SentencePiece-style BPE (tokenizer.json)")
         XCTAssertEqual(stories.bosTokenID, 1)
         XCTAssertEqual(stories.eosTokenID, 2)
         XCTAssertEqual(stories.vocabularySize, 512)
 
-        let smol = try Tokenizer.load(directory: try Fixtures.requireShared("smollm2-135m"))
+        let smol = try Tokenizer.load(directory: try TestFixtures.shared("models/smollm2-135m"))
         XCTAssertEqual(smol.kindDescription, "byte-level BPE (tokenizer.json)")
         XCTAssertEqual(smol.bosTokenID, smol.id(of: "<|im_start|>"))
         XCTAssertEqual(smol.eosTokenID, smol.id(of: "<|im_end|>"))
@@ -60,7 +56,7 @@ final class TokenizerAPITests: XCTestCase {
     }
 
     func testPieceAndIDRoundTrip() throws {
-        let smol = try Tokenizer(tokenizerJSONPath: try Fixtures.requireShared("smollm2-135m/tokenizer.json"))
+        let smol = try Tokenizer(tokenizerJSONPath: try TestFixtures.shared("models/smollm2-135m/tokenizer.json"))
         for id in [0, 1, 17, 100, 1000, 49151] {
             let p = try XCTUnwrap(smol.piece(id))
             XCTAssertEqual(smol.id(of: p), id)
@@ -73,7 +69,7 @@ final class TokenizerAPITests: XCTestCase {
     }
 
     func testSentencePieceConfigFlags() throws {
-        try copy((Fixtures.fixtures as NSString).appendingPathComponent("spm-bpe-nfkc-rules.model"), as: "tokenizer.model")
+        try copy(Goldens.committed("spm-bpe-nfkc-rules.model"), as: "tokenizer.model")
         let plain = try Tokenizer.load(directory: tempDir)
         let body = plain.encode("Hello world", addSpecialTokens: false)
         XCTAssertEqual(plain.encode("Hello world"), [try XCTUnwrap(plain.bosTokenID)] + body)
@@ -84,7 +80,7 @@ final class TokenizerAPITests: XCTestCase {
     }
 
     func testLlamaClassFlagsRebuildTemplate() throws {
-        try copy(try Fixtures.requireShared("stories260K/tokenizer.json"), as: "tokenizer.json")
+        try copy(try TestFixtures.shared("models/stories260K/tokenizer.json"), as: "tokenizer.json")
         let base = try Tokenizer.load(directory: tempDir)
         let body = base.encode("Once upon a time", addSpecialTokens: false)
         XCTAssertEqual(base.encode("Once upon a time"), [1] + body)
@@ -96,7 +92,7 @@ final class TokenizerAPITests: XCTestCase {
     /// A tokenizer built from an in-memory SentencePiece vocabulary (the GGUF import path)
     /// behaves exactly like the tokenizer.model it came from.
     func testInMemorySentencePieceVocabulary() throws {
-        let path = try Fixtures.requireShared("llama2-tokenizer/tokenizer.model")
+        let path = try TestFixtures.shared("models/llama2-tokenizer/tokenizer.model")
         let model = try SentencePieceModel.load(path: path)
         let vocabulary = SentencePieceVocabulary(pieces: model.pieceStrings, scores: model.scores, types: model.types,
                                                  byteFallback: true)
@@ -109,7 +105,7 @@ final class TokenizerAPITests: XCTestCase {
     }
 
     func testConcurrentEncodingIsConsistent() throws {
-        let smol = try Tokenizer(tokenizerJSONPath: try Fixtures.requireShared("smollm2-135m/tokenizer.json"))
+        let smol = try Tokenizer(tokenizerJSONPath: try TestFixtures.shared("models/smollm2-135m/tokenizer.json"))
         let texts = (0..<16).map { "Sample \($0): the quick brown fox jumps over the lazy dog \($0 * 7919) times." }
         let expected = texts.map { smol.encode($0) }
         final class Results: @unchecked Sendable {

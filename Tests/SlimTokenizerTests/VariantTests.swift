@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 @testable import SlimTokenizer
+import SlimTestSupport
 import XCTest
 
 /// Every supported tokenizer.json component against `tokenizers` itself: the golden script
@@ -9,8 +10,8 @@ import XCTest
 /// records ids and decodes for the tricky strings and a WikiText excerpt.
 final class VariantTests: XCTestCase {
     func testVariantsMatchTokenizers() throws {
-        let golden = try Fixtures.golden("golden-variants.json.gz")
-        let wiki = try Fixtures.wikiText()
+        let golden = try Goldens.load("golden-variants.json.gz")
+        let wiki = try TestFixtures.wikiText2TestText()
         let excerptChars = golden["excerpt_chars"]?.int ?? 0
         var scalars = String.UnicodeScalarView()
         scalars.append(contentsOf: wiki.unicodeScalars.prefix(excerptChars))
@@ -24,7 +25,7 @@ final class VariantTests: XCTestCase {
             let name = v["name"]?.string ?? "?"
             let base = v["base"]?.string ?? ""
             if bases[base] == nil {
-                let path = try Fixtures.requireShared(base)
+                let path = try TestFixtures.shared("models/" + base)
                 bases[base] = try Tokenizer.readJSON(path)
             }
             let json = try XCTUnwrap(patched(bases[base]!, v["patch"]), name)
