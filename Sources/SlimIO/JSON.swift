@@ -61,16 +61,23 @@ public struct JSONObject: Equatable, Sendable {
 }
 
 /// A dictionary key that hashes and compares the UTF-8 bytes of a string.
-struct ExactKey: Hashable, Sendable {
-    let string: String
-    init(_ string: String) { self.string = string }
+///
+/// Use it instead of `String` for keys that must stay distinct when canonically equivalent,
+/// such as vocabulary pieces: Swift's `String ==` (and so `[String: V]` and `Set<String>`)
+/// treats "ί" U+03AF and "ί" U+1F77 as one key, while tokenizers (and Python's `str`) treat
+/// them as different tokens.
+public struct ExactKey: Hashable, Sendable, CustomStringConvertible {
+    public let string: String
+    public init(_ string: String) { self.string = string }
 
-    static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+    public static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
 
-    func hash(into hasher: inout Hasher) {
+    public func hash(into hasher: inout Hasher) {
         var s = string
         s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
+
+    public var description: String { string }
 }
 
 /// A JSON syntax error with the byte offset where it was detected.

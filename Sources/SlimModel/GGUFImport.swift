@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimTokenizer
 
 /// A llama-architecture GGUF file seen as a Hugging Face `LlamaForCausalLM` checkpoint, in
 /// memory: HF tensor names and shapes, F32 values (dequantized exactly, llama.cpp's q/k row
@@ -31,6 +32,8 @@ public final class GGUFImport: TensorSource, @unchecked Sendable {
     public let tokenizerJSON: JSON
     /// tokenizer_config.json equivalent.
     public let tokenizerConfig: JSON
+    /// The embedded tokenizer metadata, kept for `tokenizer()`.
+    private let tokenizerSource: GGUFTokenizerBuilder
     /// HF tensor names in GGUF storage order.
     public let tensorNames: [String]
 
@@ -99,11 +102,33 @@ public final class GGUFImport: TensorSource, @unchecked Sendable {
         let tokenizer = try GGUFTokenizerBuilder(meta: meta, contextLength: hp.contextLength)
         tokenizerJSON = tokenizer.tokenizerJSON()
         tokenizerConfig = tokenizer.tokenizerConfigJSON()
+        tokenizerSource = tokenizer
         config = hp.configJSON(vocabSize: tokenizer.tokens.count,
                                tied: index["lm_head.weight"] == nil,
                                bos: meta.optionalInt("tokenizer.ggml.bos_token_id"),
                                eos: meta.optionalInt("tokenizer.ggml.eos_token_id"),
                                torchDtype: "float32")
+    }
+
+    // MARK: - Tokenizer
+
+    /// The tokenizer embedded in the file, as llama.cpp runs it.
+    ///
+    /// A "llama" vocabulary becomes a SentencePiece BPE tokenizer over the stored scores
+    /// (`GGUFTokenizerBuilder.sentencePieceVocabulary`), which is what sentencepiece and
+    /// llama.cpp compute. The merge-list BPE of `tokenizerJSON` (transformers' conversion,
+    /// kept for `write` because Hugging Face tools read it) differs from them at some runs of
+    /// spaces. A "gpt2" vocabulary is the byte-level BPE of `tokenizerJSON`.
+    /// BOS/EOS are added as `tokenizer.ggml.add_bos_token` / `add_eos_token` (or llama.cpp's
+    /// defaults) say; the BOS piece must be a CONTROL token to be added, as in sentencepiece.
+    /// - Throws: `FileError` naming this file for a vocabulary SentencePiece cannot use (no
+    ///   unknown piece, duplicate pieces, an unknown token type).
+    public func tokenizer() throws -> Tokenizer {
+        guard let vocabulary = try tokenizerSource.sentencePieceVocabulary() else {
+            return try Tokenizer(json: tokenizerJSON, path: path)
+        }
+        return try Tokenizer(sentencePiece: vocabulary, addBOS: tokenizerSource.addBOS, addEOS: tokenizerSource.addEOS,
+                             path: path)
     }
 
     deinit {

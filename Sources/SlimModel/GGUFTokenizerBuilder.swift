@@ -1,4 +1,5 @@
 import SlimIO
+import SlimTokenizer
 
 /// Rebuilds a Hugging Face `tokenizer.json` and `tokenizer_config.json` from the tokenizer a
 /// GGUF file embeds (`tokenizer.ggml.*`).
@@ -116,8 +117,41 @@ struct GGUFTokenizerBuilder {
             guard let raw = try meta.optionalArray("tokenizer.ggml.merges", of: "strings", { $0.string }) else {
                 throw meta.fail("missing metadata key \"tokenizer.ggml.merges\" for a gpt2 tokenizer")
             }
-            merges = try Self.parseMerges(raw, vocab: Set(tokens), meta: meta)
+            merges = try Self.parseMerges(raw, vocab: Set(tokens.map(ExactKey.init)), meta: meta)
         }
+    }
+
+    // MARK: - SentencePiece vocabulary
+
+    /// The vocabulary of a "llama" tokenizer as SentencePiece (and llama.cpp, which runs the
+    /// same algorithm on the scores) sees it; nil for byte-level ("gpt2") tokenizers.
+    ///
+    /// Token types follow llama.cpp's enum (1 normal, 2 unknown, 3 control, 4 user-defined,
+    /// 5 unused, 6 byte; 0 "undefined" counts as normal); without `tokenizer.ggml.token_type`
+    /// the unknown token is UNKNOWN, BOS/EOS are CONTROL and the rest NORMAL. Byte fallback is
+    /// on when the vocabulary has byte pieces. Whitespace is never collapsed (llama.cpp does not
+    /// either); `tokenizer.ggml.add_space_prefix` gives the dummy prefix.
+    /// - Throws: `FileError` for a token type outside 0...6.
+    func sentencePieceVocabulary() throws(FileError) -> SentencePieceVocabulary? {
+        guard model == .sentencePiece else { return nil }
+        var pieceTypes: [SentencePieceType] = []
+        pieceTypes.reserveCapacity(tokens.count)
+        if let types {
+            for (i, t) in types.enumerated() {
+                guard let type = t == 0 ? .normal : SentencePieceType(rawValue: t) else {
+                    throw FileError(path, "tokenizer.ggml.token_type[\(i)] is \(t), not a SentencePiece piece type (0-6)")
+                }
+                pieceTypes.append(type)
+            }
+        } else {
+            pieceTypes = [SentencePieceType](repeating: .normal, count: tokens.count)
+            if let unk { pieceTypes[unk] = .unknown }
+            for id in [bos, eos].compactMap({ $0 }) where id != unk { pieceTypes[id] = .control }
+        }
+        return SentencePieceVocabulary(
+            pieces: tokens, scores: scores, types: pieceTypes, byteFallback: pieceTypes.contains(.byte),
+            addDummyPrefix: addSpacePrefix, removeExtraWhitespaces: false,
+            bosPiece: bos.map { tokens[$0] } ?? "<s>", eosPiece: eos.map { tokens[$0] } ?? "</s>")
     }
 
     // MARK: - Merges
@@ -125,15 +159,18 @@ struct GGUFTokenizerBuilder {
     /// transformers' `generate_merges(vocab, vocab_scores)`: for every piece (first occurrence
     /// order, last score), each split into two pieces that are both in the vocabulary, ordered
     /// within the piece by the ids of (left, right); then all of them stably sorted by
-    /// (score, code points of left, code points of right), descending.
+    /// (score, code points of left, code points of right), descending. Pieces are keyed by
+    /// their exact code points, as in Python (canonically equivalent pieces stay distinct).
     static func sentencePieceMerges(tokens: [String], scores: [Float]) -> [(String, String)] {
-        var vocab: [String: Int] = [:]
-        var scoreOf: [String: Float] = [:]
+        var vocab: [ExactKey: Int] = [:]
+        var scoreOf: [ExactKey: Float] = [:]
         var order: [String] = []
         vocab.reserveCapacity(tokens.count)
+        scoreOf.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() {
-            if vocab.updateValue(i, forKey: t) == nil { order.append(t) }
-            scoreOf[t] = scores[i]
+            let key = ExactKey(t)
+            if vocab.updateValue(i, forKey: key) == nil { order.append(t) }
+            scoreOf[key] = scores[i]
         }
         struct Candidate {
             let left: String, right: String
@@ -152,12 +189,12 @@ struct GGUFTokenizerBuilder {
             var split = 1
             while idx != scalars.endIndex {
                 let l = String(scalars[..<idx]), r = String(scalars[idx...])
-                if let li = vocab[l], let ri = vocab[r] { local.append((l, r, li, ri, split)) }
+                if let li = vocab[ExactKey(l)], let ri = vocab[ExactKey(r)] { local.append((l, r, li, ri, split)) }
                 idx = scalars.index(after: idx)
                 split += 1
             }
             local.sort { ($0.leftID, $0.rightID) < ($1.leftID, $1.rightID) }
-            let score = scoreOf[piece] ?? 0
+            let score = scoreOf[ExactKey(piece)] ?? 0
             for c in local {
                 all.append(Candidate(left: c.left, right: c.right, score: score, leftLength: c.leftLength,
                                      rightLength: length - c.leftLength, seq: all.count))
@@ -173,8 +210,9 @@ struct GGUFTokenizerBuilder {
     }
 
     /// "left right" strings split at the first space after the first character (llama.cpp's
-    /// `word.find(' ', 1)`); both halves and their concatenation must be tokens.
-    static func parseMerges(_ raw: [String], vocab: Set<String>, meta: GGUFMetadata) throws(FileError) -> [(String, String)] {
+    /// `word.find(' ', 1)`); both halves and their concatenation must be tokens (compared
+    /// byte for byte).
+    static func parseMerges(_ raw: [String], vocab: Set<ExactKey>, meta: GGUFMetadata) throws(FileError) -> [(String, String)] {
         var out: [(String, String)] = []
         out.reserveCapacity(raw.count)
         for (i, m) in raw.enumerated() {
@@ -183,7 +221,7 @@ struct GGUFTokenizerBuilder {
                 throw meta.fail("tokenizer.ggml.merges[\(i)] \"\(m)\" is not two tokens separated by a space")
             }
             let l = String(m[..<space]), r = String(m[m.index(after: space)...])
-            guard vocab.contains(l), vocab.contains(r), vocab.contains(l + r) else {
+            guard vocab.contains(ExactKey(l)), vocab.contains(ExactKey(r)), vocab.contains(ExactKey(l + r)) else {
                 throw meta.fail("tokenizer.ggml.merges[\(i)] \"\(m)\" uses or makes a token that is not in the vocabulary")
             }
             out.append((l, r))

@@ -93,10 +93,13 @@ public final class LoadedModel: @unchecked Sendable {
 
     /// The model's tokenizer: for a directory, `Tokenizer.load(directory:preferJSON:)`
     /// (tokenizer.model / tokenizer.json and tokenizer_config.json there); for GGUF, the
-    /// vocabulary embedded in the file (as the tokenizer.json `GGUFImport` builds).
+    /// vocabulary embedded in the file as llama.cpp runs it (`GGUFImport.tokenizer()`:
+    /// SentencePiece BPE for "llama" vocabularies), or with `preferJSON` the tokenizer.json
+    /// that `convert` writes for it (Hugging Face's merge-based BPE, which differs from
+    /// SentencePiece at some runs of spaces).
     public func tokenizer(preferJSON: Bool = false) throws -> Tokenizer {
         if let gguf = weights as? GGUFImport {
-            return try Tokenizer(json: gguf.tokenizerJSON, path: path)
+            return preferJSON ? try Tokenizer(json: gguf.tokenizerJSON, path: path) : try gguf.tokenizer()
         }
         return try Tokenizer.load(directory: location, preferJSON: preferJSON)
     }
