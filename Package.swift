@@ -41,13 +41,14 @@ let package = Package(
         .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval"], swiftSettings: simdFlags),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
+        // Test targets exclude their committed Fixtures/ directories: tests read them by path.
         .target(name: "SlimTestSupport", path: "Tests/SlimTestSupport"),
-        .testTarget(name: "SlimIOTests", dependencies: ["SlimIO", "SlimTestSupport"]),
-        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO", "SlimTestSupport"]),
-        .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
-        .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
+        .testTarget(name: "SlimIOTests", dependencies: ["SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
-        .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"]),
+        .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"]),
     ],
