@@ -22,7 +22,8 @@ public final class Tokenizer: @unchecked Sendable {
     private let backend: Backend
     /// The file the tokenizer was read from (or the name given for an in-memory one).
     public let sourcePath: String
-    /// e.g. "byte-level BPE (tokenizer.json)", "SentencePiece BPE (tokenizer.model)".
+    /// e.g. "byte-level BPE (tokenizer.json)", "SentencePiece BPE (tokenizer.model)",
+    /// "SentencePiece BPE (embedded vocabulary)" (built from a vocabulary in memory, e.g. GGUF).
     public let kindDescription: String
     public let bosTokenID: Int?
     public let eosTokenID: Int?
@@ -79,7 +80,8 @@ public final class Tokenizer: @unchecked Sendable {
         var config = TokenizerConfig()
         config.addBOS = addBOS
         config.addEOS = addEOS
-        self.init(sentencePiece: try SentencePieceModel(vocabulary, charsMap: nil, path: path), config: config, path: path)
+        self.init(sentencePiece: try SentencePieceModel(vocabulary, charsMap: nil, path: path), config: config, path: path,
+                  kind: "SentencePiece BPE (embedded vocabulary)")
     }
 
     private init(json: JSON, config: TokenizerConfig, path: String) throws(FileError) {
@@ -102,7 +104,8 @@ public final class Tokenizer: @unchecked Sendable {
         eosTokenID = byName(config.eosToken) ?? post.suffix.first.map(Int.init) ?? fallbackEOS
     }
 
-    private init(sentencePiece model: SentencePieceModel, config: TokenizerConfig, path: String) {
+    private init(sentencePiece model: SentencePieceModel, config: TokenizerConfig, path: String,
+                 kind: String = "SentencePiece BPE (tokenizer.model)") {
         func pieceID(_ s: String?) -> Int? {
             guard let s else { return nil }
             let r = model.reserved.find(s)
@@ -111,7 +114,7 @@ public final class Tokenizer: @unchecked Sendable {
         }
         backend = .sentencePiece(model, addBOS: config.addBOS ?? true, addEOS: config.addEOS ?? false)
         sourcePath = path
-        kindDescription = "SentencePiece BPE (tokenizer.model)"
+        kindDescription = kind
         bosTokenID = pieceID(config.bosToken) ?? model.bosID.map(Int.init)
         eosTokenID = pieceID(config.eosToken) ?? model.eosID.map(Int.init)
     }

@@ -69,7 +69,7 @@ final class GGUFSentencePieceTokenizerTests: XCTestCase {
         let path = try llama2VocabularyGGUF()
         let loaded = try LoadedModel(path: path)
         let tokenizer = try loaded.tokenizer()
-        XCTAssertEqual(tokenizer.kindDescription, "SentencePiece BPE (tokenizer.model)")
+        XCTAssertEqual(tokenizer.kindDescription, "SentencePiece BPE (embedded vocabulary)")
         XCTAssertEqual(tokenizer.bosTokenID, 1)
         XCTAssertEqual(tokenizer.eosTokenID, 2)
 
