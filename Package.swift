@@ -6,10 +6,16 @@ import PackageDescription
 // Hot loops are written with Swift SIMD types; let LLVM use AVX2 + FMA on x86_64 hosts
 // (any x86_64 CPU since 2013). Package.swift is compiled for the host, so this follows it.
 #if arch(x86_64)
-let simdFlags: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"])]
+let cpuFlags = ["-target-cpu", "haswell"]
 #else
-let simdFlags: [SwiftSetting] = []
+let cpuFlags: [String] = []
 #endif
+// Numeric modules are optimized even in debug builds: unoptimized SIMD code is ~300× slower,
+// which would make `swift test` (debug) unable to run a real forward pass.
+let simdFlags: [SwiftSetting] = [
+    .unsafeFlags(cpuFlags),
+    .unsafeFlags(["-O"], .when(configuration: .debug)),
+]
 
 let package = Package(
     name: "slim-quant",
@@ -33,7 +39,7 @@ let package = Package(
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Evaluation: perplexity protocols (paper / llama.cpp), scoring of logits.
-        .target(name: "SlimEval", dependencies: []),
+        .target(name: "SlimEval", dependencies: [], swiftSettings: simdFlags),
         // CLI engine: argument parsing and subcommands (thin executable on top).
         .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),

@@ -14,10 +14,29 @@ public enum PerplexityProtocol: String, CaseIterable, Sendable {
     case llamacpp
 }
 
+/// Anything that scores a window: element t of the result is −log p(window[t+1] | window[...t])
+/// for t in 0 ..< T−1. Runtimes implement this without materialising T × vocab logits.
+public protocol NextTokenScorer {
+    func negativeLogLikelihoods(window: [Int]) throws -> [Double]
+}
+
 /// Anything that turns a window of token ids into next-token logits, row-major [T × vocab].
-public protocol LogitsModel {
+public protocol LogitsModel: NextTokenScorer {
     var vocabularySize: Int { get }
     func logits(tokens: [Int]) throws -> [Float]
+}
+
+extension LogitsModel {
+    /// Scores from full logits with `Scoring` (float64 log-sum-exp).
+    public func negativeLogLikelihoods(window: [Int]) throws -> [Double] {
+        let logits = try logits(tokens: window)
+        let vocab = vocabularySize
+        guard logits.count == window.count * vocab else {
+            throw PerplexityError(message: "model returned \(logits.count) logits for \(window.count) tokens × vocabulary \(vocab)")
+        }
+        return try Scoring.negativeLogLikelihoods(logits: logits, vocabulary: vocab, positions: 0..<(window.count - 1),
+                                                  targets: Array(window.dropFirst()))
+    }
 }
 
 /// Progress of an evaluation, reported after every window.
@@ -100,7 +119,7 @@ public struct PerplexityEvaluator: Sendable {
 
     /// Runs the evaluation. `progress` is called after each window.
     public func evaluate(
-        tokens: [Int], model: some LogitsModel, progress: (PerplexityProgress) -> Void = { _ in }
+        tokens: [Int], model: some NextTokenScorer, progress: (PerplexityProgress) -> Void = { _ in }
     ) throws -> PerplexityResult {
         let windows = try self.windows(of: tokens)
         let start = DispatchTime.now().uptimeNanoseconds
@@ -109,16 +128,16 @@ public struct PerplexityEvaluator: Sendable {
         var sum = 0.0, sumSquares = 0.0, count = 0
         let positions = scoredPositions
         for (w, window) in windows.enumerated() {
-            let logits = try model.logits(tokens: window)
-            let vocab = model.vocabularySize
-            guard logits.count == window.count * vocab else {
-                throw PerplexityError(message: "model returned \(logits.count) logits for \(window.count) tokens × vocabulary \(vocab)")
+            // Targets are the window's own next tokens: the llama.cpp BOS substitution only
+            // changes the input at position 0, which is never a target.
+            let all = try model.negativeLogLikelihoods(window: window)
+            guard all.count == window.count - 1 else {
+                throw PerplexityError(message: "scorer returned \(all.count) values for a window of \(window.count) tokens")
             }
-            // Targets are the original stream's next tokens (the BOS substitution only
-            // changes the model's input at position 0, which is never a target).
-            let targets = positions.map { window[$0 + 1] }
-            let nll = try Scoring.negativeLogLikelihoods(logits: logits, vocabulary: vocab,
-                                                         positions: positions, targets: targets)
+            let nll = Array(all[positions])
+            if let bad = nll.firstIndex(where: { !$0.isFinite }) {
+                throw PerplexityError(message: "non-finite NLL at position \(positions.lowerBound + bad) of window \(w)")
+            }
             let s = nll.reduce(0, +)
             sum += s
             sumSquares += nll.reduce(0) { $0 + $1 * $1 }

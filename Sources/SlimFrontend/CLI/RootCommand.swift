@@ -11,6 +11,7 @@ public enum SlimQuantCommand {
         TokenizeCommand.self,
         InspectCommand.self,
         ConvertCommand.self,
+        EvalPPLCommand.self,
     ]
 
     /// Entry point of the executable: runs with the process arguments and exits.
