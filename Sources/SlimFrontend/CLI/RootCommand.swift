@@ -12,6 +12,8 @@ public enum SlimQuantCommand {
         InspectCommand.self,
         ConvertCommand.self,
         EvalPPLCommand.self,
+        GenerateCommand.self,
+        BenchCommand.self,
     ]
 
     /// Entry point of the executable: runs with the process arguments and exits.

@@ -1,0 +1,107 @@
+import Foundation
+import SlimIO
+import SlimKernels
+import SlimModel
+import SlimRuntime
+import SlimTokenizer
+
+/// `slim-quant generate`: continue a prompt, streaming the text as it is produced.
+struct GenerateCommand: SlimCommand {
+    static let configuration = CommandConfiguration(
+        name: "generate",
+        abstract: "Generate text from a prompt (greedy by default), streaming tokens.",
+        usage: "--model <dir|file.gguf> --prompt <text> [options]",
+        discussion: """
+            The prompt is tokenized with the model's tokenizer (BOS added when the tokenizer adds
+            it), prefilled in one batch, and continued with the KV cache until --max-tokens or an
+            end-of-sequence token. Greedy decoding unless --temperature > 0; sampling is seeded and
+            reproducible (--seed). Timing goes to stderr.
+            """,
+        examples: [
+            "slim-quant generate --model ../shared/models/stories260K --prompt 'Once upon a time'",
+            "slim-quant generate --model smollm2 --prompt 'The capital of France is' --max-tokens 32 --temperature 0.7 --seed 1",
+        ],
+        options: [
+            .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
+            .option("prompt", short: "p", value: "<text>", help: "Prompt text."),
+            .option("max-tokens", short: "n", value: "<n>", help: "Maximum new tokens.", default: "128"),
+            .option("temperature", value: "<t>", help: "Sampling temperature; 0 is greedy.", default: "0"),
+            .option("top-k", value: "<k>", help: "Sample among the k most likely tokens."),
+            .option("top-p", value: "<p>", help: "Nucleus sampling probability mass."),
+            .option("seed", value: "<n>", help: "Sampling seed.", default: "0"),
+            .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
+            .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
+            .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
+        ])
+
+    let model: String
+    let prompt: String
+    let maxTokens: Int
+    let temperature: Double
+    let topK: Int?
+    let topP: Double?
+    let seed: Int
+    let threads: Int
+    let ignoreEOS: Bool
+    let preferJSON: Bool
+
+    init(_ args: ParsedArguments) throws(UsageError) {
+        model = try args.required("model", "<dir|file.gguf>")
+        prompt = try args.required("prompt", "<text>")
+        maxTokens = try args.int("max-tokens", default: 128, in: 1...1_000_000)
+        temperature = try args.double("temperature", default: 0, in: 0...100)
+        topK = args.isSet("top-k") ? try args.int("top-k", default: 0, in: 1...Int.max) : nil
+        topP = args.isSet("top-p") ? try args.double("top-p", default: 1, in: 0...1) : nil
+        seed = try args.int("seed", default: 0, in: 0...Int.max)
+        threads = try args.int("threads", default: Kernels.defaultThreads, in: 1...4096)
+        ignoreEOS = args.has("ignore-eos")
+        preferJSON = args.has("prefer-json")
+    }
+
+    func validate() throws(UsageError) {
+        if temperature == 0 && (topK != nil || topP != nil) {
+            throw UsageError("'--top-k' and '--top-p' need '--temperature' above 0")
+        }
+    }
+
+    func run(console: Console) throws {
+        let loaded = try LoadedModel(path: model)
+        let tokenizer = try loaded.tokenizer(preferJSON: preferJSON)
+        let promptIDs = tokenizer.encode(prompt, addSpecialTokens: true)
+        guard !promptIDs.isEmpty else { throw UsageError("the prompt tokenizes to nothing; give some text") }
+        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded), threads: threads)
+        let session = try InferenceSession(model: runtime, capacity: promptIDs.count + maxTokens)
+        var sampler = try Sampler(temperature: Float(temperature), topK: topK, topP: topP.map(Float.init), seed: UInt64(seed))
+        var stops = Set(loaded.config.eosTokenID)
+        if let eos = tokenizer.eosTokenID { stops.insert(eos) }
+        if ignoreEOS { stops = [] }
+
+        // Stream by decoding prompt + generated ids and printing what is new, so spaces
+        // (Metaspace, byte-level) and multi-byte characters split across tokens come out right.
+        let promptText = tokenizer.decode(promptIDs, skipSpecialTokens: true)
+        var printed = 0
+        var generated: [Int] = []
+        console.write(prompt)
+        let start = DispatchTime.now().uptimeNanoseconds
+        var firstTokenAt: UInt64 = 0
+        let out = try session.generate(prompt: promptIDs, maxNewTokens: maxTokens, sampler: &sampler, stopTokens: stops) { id in
+            if firstTokenAt == 0 { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
+            generated.append(id)
+            let text = String(tokenizer.decode(promptIDs + generated, skipSpecialTokens: true).unicodeScalars.dropFirst(promptText.unicodeScalars.count))
+            // Hold back an incomplete multi-byte character (decoded as U+FFFD) until it completes.
+            if !text.hasSuffix("\u{FFFD}"), text.unicodeScalars.count > printed {
+                console.write(String(text.unicodeScalars.dropFirst(printed)))
+                printed = text.unicodeScalars.count
+            }
+            return true
+        }
+        console.print()
+        let end = DispatchTime.now().uptimeNanoseconds
+        let prefillSeconds = Double(firstTokenAt - start) / 1e9
+        let decodeSeconds = Double(end - firstTokenAt) / 1e9
+        console.log(String(format: "generate: prompt %d tokens in %.2f s (%.1f t/s), %d new tokens, decode %.1f t/s%@",
+                           promptIDs.count, prefillSeconds, Double(promptIDs.count) / max(prefillSeconds, 1e-9), out.count,
+                           Double(max(out.count - 1, 0)) / max(decodeSeconds, 1e-9),
+                           stops.contains(out.last ?? -1) ? ", stopped at end-of-sequence" : ""))
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import SlimIO
+import SlimTestSupport
+import XCTest
+@testable import SlimFrontend
+
+final class RuntimeCommandTests: XCTestCase {
+    /// ../shared/README.md: greedy continuation of "Once upon a time" (BOS prepended).
+    func testGenerateReproducesStories260KContinuation() throws {
+        let model = try TestFixtures.shared("models/stories260K")
+        let r = runCLI(["generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "40"])
+        XCTAssertEqual(r.code, .success, r.err)
+        XCTAssertTrue(r.out.hasPrefix("Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."), r.out)
+        XCTAssertTrue(r.err.contains("40 new tokens"), r.err)
+    }
+
+    func testSeededSamplingIsReproducible() throws {
+        let model = try TestFixtures.shared("models/stories260K")
+        let args = ["generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "20", "--temperature", "0.9", "--top-k", "40", "--seed", "7"]
+        let a = runCLI(args), b = runCLI(args)
+        XCTAssertEqual(a.code, .success, a.err)
+        XCTAssertEqual(a.out, b.out)
+        XCTAssertEqual(runCLI(["generate", "--model", model, "--prompt", "x", "--top-k", "3"]).code, .usage)
+    }
+
+    func testBenchPrintsBothTests() throws {
+        let model = try TestFixtures.shared("models/stories260K")
+        let r = runCLI(["bench", "--model", model, "-p", "64", "-n", "8", "-r", "2", "--json"])
+        XCTAssertEqual(r.code, .success, r.err)
+        let rows = try XCTUnwrap(try JSON.parse(string: r.out).array)
+        XCTAssertEqual(rows.map { $0["test"]?.string }, ["pp64", "tg8"])
+        for row in rows {
+            let rate = try XCTUnwrap(row["tokens_per_second"]?.double)
+            XCTAssertTrue(rate.isFinite && rate > 0)
+            XCTAssertEqual(row["samples"]?.array?.count, 2)
+        }
+        let table = runCLI(["bench", "--model", model, "-p", "32", "-n", "0", "-r", "1"])
+        XCTAssertTrue(table.out.contains("| pp32 |") || table.out.contains("pp32 |"), table.out)
+        XCTAssertEqual(runCLI(["bench", "--model", model, "-p", "0", "-n", "0"]).code, .usage)
+    }
+
+    func testEvalPPLTooFewTokensIsAClearError() throws {
+        let model = try TestFixtures.shared("models/stories260K")
+        let dir = try TestFixtures.temporaryDirectory(self)
+        let file = dir + "/tiny.txt"
+        try "One day.".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = runCLI(["eval-ppl", "--model", model, "--dataset", file, "--ctx", "64"])
+        XCTAssertEqual(r.code, .failure)
+        XCTAssertTrue(r.err.contains("needs at least 64"), r.err)
+    }
+}
