@@ -36,6 +36,8 @@ let package = Package(
         .target(name: "SlimModel", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Runtime: fp32 LLaMA forward (prefill, KV-cache decode, layer-by-layer with input capture).
         .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels"], swiftSettings: simdFlags),
+        // Quantization algorithms: RTN, GPTQ, SliM-LLM (salience, SBA, SQC), calibration RNG.
+        .target(name: "SlimQuant", dependencies: ["SlimKernels"], swiftSettings: simdFlags),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Evaluation: perplexity protocols (paper / llama.cpp), scoring of logits.
@@ -55,6 +57,7 @@ let package = Package(
         .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"]),
     ],
