@@ -1,8 +1,12 @@
 // The blocked GEMM driver (Goto/BLIS loop nest) shared by sgemmNT, sgemmNN, sgemmTN and the
-// symmetric rank-k update. Threads split C into disjoint rectangles; each worker runs the
-// whole single-threaded loop nest on its rectangle with private packing buffers, so there is
-// no barrier inside a call and the arithmetic per element is independent of the split.
-
+// symmetric rank-k update.
+//
+// Threading: for each (column block, k-block) the packed B block is built once and shared;
+// then workers take (row block × column chunk) items from a shared counter, pack their A
+// block privately and run the micro-tiles. Taking items dynamically keeps both cores busy
+// when one of them is slowed by another process (or on asymmetric cores), and nothing is
+// packed twice. Every C element is still produced by the same operations whichever worker
+// takes its item, so results do not depend on the thread count.
 /// One GEMM call: C[m×n] = alpha · op(A)[m×k] · op(B)[k×n], added to C when `accumulate`.
 struct GemmProblem {
     var m: Int
@@ -27,6 +31,10 @@ struct GemmProblem {
 extension GemmProblem: @unchecked Sendable {}
 
 enum GemmDriver {
+    /// Target number of work items per worker and k-block: enough for dynamic balancing,
+    /// few enough that per-item overheads (a lock, an A-block pack) stay negligible.
+    static let itemsPerWorker = 4
+
     static func run(_ problem: GemmProblem, threads: Int, blocking: GemmBlocking = .standard) {
         let m = problem.m, n = problem.n, k = problem.k
         guard m > 0, n > 0 else { return }
@@ -39,107 +47,67 @@ enum GemmDriver {
         }
         let flops = 2.0 * Double(m) * Double(n) * Double(k) / (problem.upperOnly ? 2 : 1)
         let workers = max(1, min(threads, Int(flops / Double(max(1, blocking.minimumFlopsPerWorker)))))
-        let regions = partition(problem, workers: workers)
-        let kBlocks = blocking.kBlocks(k)
-        Kernels.parallelFor(regions.count) { index in
-            let region = regions[index]
-            runRegion(problem, rows: region.rows, cols: region.cols, kBlocks: kBlocks, blocking: blocking)
-        }
-    }
-
-    // MARK: Partitioning
-
-    /// Splits C into at most `workers` rectangles. The grid tm × tn (tm · tn = workers) that
-    /// re-packs the least data is chosen: splitting columns makes every worker pack all of A,
-    /// splitting rows makes every worker pack all of B. For the upper-triangular update the
-    /// columns are split into bands of equal triangle area instead.
-    static func partition(_ problem: GemmProblem, workers: Int) -> [(rows: Range<Int>, cols: Range<Int>)] {
-        let m = problem.m, n = problem.n
-        if workers <= 1 { return [(0..<m, 0..<n)] }
-        if problem.upperOnly {
-            // Column band [j0, j1) costs ∝ j1² − j0²: cut at n·sqrt(t / workers).
-            var cuts = [0]
-            for t in 1..<workers {
-                let ideal = Double(n) * (Double(t) / Double(workers)).squareRoot()
-                let cut = min(n, (Int(ideal.rounded()) + GemmBlocking.nr / 2) / GemmBlocking.nr * GemmBlocking.nr)
-                if cut > cuts[cuts.count - 1] { cuts.append(cut) }
-            }
-            if cuts[cuts.count - 1] < n { cuts.append(n) }
-            var regions: [(rows: Range<Int>, cols: Range<Int>)] = []
-            for index in 0..<(cuts.count - 1) where cuts[index] < cuts[index + 1] {
-                regions.append((0..<min(m, cuts[index + 1]), cuts[index]..<cuts[index + 1]))
-            }
-            return regions
-        }
-        var best = (tm: workers, tn: 1)
-        var bestCost = Double.infinity
-        for tm in 1...workers where workers % tm == 0 {
-            let tn = workers / tm
-            // Grids with more parts than micro-tiles would leave workers idle.
-            if tm > (m + GemmBlocking.mr - 1) / GemmBlocking.mr { continue }
-            if tn > (n + GemmBlocking.nr - 1) / GemmBlocking.nr { continue }
-            let cost = Double(tn - 1) * Double(m) + Double(tm - 1) * Double(n)
-            if cost < bestCost {
-                bestCost = cost
-                best = (tm, tn)
-            }
-        }
-        let rowRanges = Kernels.splitRange(m, parts: best.tm, granule: GemmBlocking.mr)
-        let colRanges = Kernels.splitRange(n, parts: best.tn, granule: GemmBlocking.nr)
-        var regions: [(rows: Range<Int>, cols: Range<Int>)] = []
-        for rows in rowRanges {
-            for cols in colRanges { regions.append((rows, cols)) }
-        }
-        return regions
-    }
-
-    // MARK: Loop nest
-
-    /// The single-threaded blocked product for C[rows, cols].
-    static func runRegion(_ problem: GemmProblem, rows: Range<Int>, cols: Range<Int>,
-                          kBlocks: [(start: Int, count: Int)], blocking: GemmBlocking) {
         let mr = GemmBlocking.mr, nr = GemmBlocking.nr
-        guard !rows.isEmpty, !cols.isEmpty else { return }
+        let kBlocks = blocking.kBlocks(k)
         let kcMax = kBlocks.reduce(0) { max($0, $1.count) }
-        let mcMax = min(max(mr, blocking.mcMax / mr * mr), (rows.count + mr - 1) / mr * mr)
-        let ncMax = min(blocking.ncMax(kc: kcMax), (cols.count + nr - 1) / nr * nr)
-        let packedA = ScratchBuffer(count: mcMax * kcMax)
+        let mcMax = min(max(mr, blocking.mcMax / mr * mr), (m + mr - 1) / mr * mr)
+        let ncMax = min(blocking.ncMax(kc: kcMax), (n + nr - 1) / nr * nr)
+
         let packedB = ScratchBuffer(count: ncMax * kcMax)
-        let edge = ScratchBuffer(count: mr * nr)
+        let packedA = (0..<workers).map { _ in ScratchBuffer(count: mcMax * kcMax) }
+        let edges = (0..<workers).map { _ in ScratchBuffer(count: mr * nr) }
         defer {
-            packedA.deallocate()
             packedB.deallocate()
-            edge.deallocate()
+            packedA.forEach { $0.deallocate() }
+            edges.forEach { $0.deallocate() }
         }
 
-        var jc = cols.lowerBound
-        while jc < cols.upperBound {
-            let nc = min(ncMax, cols.upperBound - jc)
+        for jc in stride(from: 0, to: n, by: ncMax) {
+            let nc = min(ncMax, n - jc)
+            let panels = (nc + nr - 1) / nr
             // Rows below this column block's last column hold no upper-triangle entry.
-            let rowEnd = problem.upperOnly ? min(rows.upperBound, jc + nc) : rows.upperBound
+            let rowEnd = problem.upperOnly ? min(m, jc + nc) : m
+            let rowBlocks = (rowEnd + mcMax - 1) / mcMax
+            // Few row blocks (small m): also split the columns so every worker gets items.
+            let columnChunks = min(panels, max(1, (itemsPerWorker * workers + rowBlocks - 1) / rowBlocks))
+            let panelsPerChunk = (panels + columnChunks - 1) / columnChunks
+            let chunks = (panels + panelsPerChunk - 1) / panelsPerChunk
             for (blockIndex, block) in kBlocks.enumerated() {
                 let loadC = problem.accumulate || blockIndex > 0
-                GemmPacking.packBlock(problem.b, ld: problem.ldb, layout: problem.bLayout,
-                                      lane0: jc, count: nc, p0: block.start, kc: block.count,
-                                      panel: nr, into: packedB.pointer)
-                var ic = rows.lowerBound
-                while ic < rowEnd {
+                let kc = block.count
+                // Phase 1: pack the shared B block, a few micro-panels per item.
+                let packItems = (panels + 7) / 8
+                Kernels.parallelItems(workers: min(workers, packItems), items: packItems) { _, item in
+                    let first = item * 8
+                    let count = min(8, panels - first) * nr
+                    GemmPacking.packBlock(problem.b, ld: problem.ldb, layout: problem.bLayout,
+                                          lane0: jc + first * nr, count: min(count, nc - first * nr),
+                                          p0: block.start, kc: kc, panel: nr,
+                                          into: packedB.pointer + first * nr * kc)
+                }
+                // Phase 2: row block × column chunk items, row-major so that in the triangular
+                // case the longest rows are taken first.
+                Kernels.parallelItems(workers: min(workers, rowBlocks * chunks), items: rowBlocks * chunks) { worker, item in
+                    let ic = (item / chunks) * mcMax
                     let mc = min(mcMax, rowEnd - ic)
+                    let firstPanel = (item % chunks) * panelsPerChunk
+                    let jr = firstPanel * nr
+                    let width = min(panelsPerChunk * nr, nc - jr)
+                    // Triangular case: a chunk entirely left of this row block's diagonal.
+                    if problem.upperOnly && ic > jc + jr + width - 1 { return }
                     GemmPacking.packBlock(problem.a, ld: problem.lda, layout: problem.aLayout,
-                                          lane0: ic, count: mc, p0: block.start, kc: block.count,
-                                          panel: mr, into: packedA.pointer)
-                    macroKernel(problem, ic: ic, mc: mc, jc: jc, nc: nc, kc: block.count,
-                                packedA: packedA.pointer, packedB: packedB.pointer,
-                                loadC: loadC, scratch: edge.pointer)
-                    ic += mc
+                                          lane0: ic, count: mc, p0: block.start, kc: kc,
+                                          panel: mr, into: packedA[worker].pointer)
+                    macroKernel(problem, ic: ic, mc: mc, jc: jc + jr, nc: width, kc: kc,
+                                packedA: packedA[worker].pointer, packedB: packedB.pointer + jr * kc,
+                                loadC: loadC, scratch: edges[worker].pointer)
                 }
             }
-            jc += nc
         }
     }
 
     /// All micro-tiles of one (mc × nc) block. The B micro-panel is the outer loop so it stays
-    /// in L1 while the A micro-panels stream from L2.
+    /// cached (L1 for short k-blocks, L2 for long ones) while the A micro-panels stream by.
     @inline(__always)
     static func macroKernel(_ problem: GemmProblem, ic: Int, mc: Int, jc: Int, nc: Int, kc: Int,
                             packedA: UnsafeMutablePointer<Float>, packedB: UnsafeMutablePointer<Float>,

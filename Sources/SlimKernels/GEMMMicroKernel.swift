@@ -108,34 +108,41 @@ enum GemmPacking {
                 }
             }
         case .kContiguous:
-            // Each lane is a contiguous run over k: a transpose. Walk lanes in the outer loop
-            // so reads are sequential; the strided writes stay inside the L1-resident panel.
-            for lane in 0..<width {
-                let s = src + ((lane0 &+ lane) &* ld &+ p0)
-                var d = dest + lane
-                var p = 0
-                while p &+ 4 <= kc {
-                    d[0] = s[p]
-                    d[panel] = s[p &+ 1]
-                    d[2 &* panel] = s[p &+ 2]
-                    d[3 &* panel] = s[p &+ 3]
-                    d += 4 &* panel
-                    p &+= 4
-                }
-                while p < kc {
-                    d[0] = s[p]
-                    d += panel
-                    p &+= 1
-                }
-            }
-            if width < panel {
-                for lane in width..<panel {
-                    var d = dest + lane
-                    for _ in 0..<kc {
-                        d[0] = 0
+            // Each lane is a contiguous run over k: a transpose. Work in k-chunks whose slice of
+            // the panel (at most 64·16 floats = 4 KiB) stays in L1 while every lane writes into
+            // it with stride `panel`; unchunked, a long panel would miss L1 on every write.
+            let chunk = 64
+            var c0 = 0
+            while c0 < kc {
+                let c1 = min(kc, c0 &+ chunk)
+                for lane in 0..<width {
+                    let s = src + ((lane0 &+ lane) &* ld &+ p0)
+                    var d = dest + (c0 &* panel &+ lane)
+                    var p = c0
+                    while p &+ 4 <= c1 {
+                        d[0] = s[p]
+                        d[panel] = s[p &+ 1]
+                        d[2 &* panel] = s[p &+ 2]
+                        d[3 &* panel] = s[p &+ 3]
+                        d += 4 &* panel
+                        p &+= 4
+                    }
+                    while p < c1 {
+                        d[0] = s[p]
                         d += panel
+                        p &+= 1
                     }
                 }
+                if width < panel {
+                    for lane in width..<panel {
+                        var d = dest + (c0 &* panel &+ lane)
+                        for _ in c0..<c1 {
+                            d[0] = 0
+                            d += panel
+                        }
+                    }
+                }
+                c0 = c1
             }
         }
     }

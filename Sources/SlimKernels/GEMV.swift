@@ -10,7 +10,7 @@ extension Kernels {
     ///   - a: row i at `a + i * lda`; `lda >= k`. May be a memory-mapped weight.
     ///   - y: must not overlap `a` or `x`. When `accumulate` is false it is not read.
     ///   - threads: rows are split across workers in groups of four once the matrix is large
-    ///     enough (about 512 KiB) to pay for dispatch; results are bit-identical for any value.
+    ///     enough (512 KiB per worker) to pay for dispatch; results are bit-identical for any value.
     /// - Edge cases: `m == 0` does nothing; `k == 0` sets y to zero (or leaves it when
     ///   accumulating).
     /// - Accuracy: per row, 16 interleaved Float partial sums (fused multiply-add) reduced at
@@ -43,9 +43,10 @@ enum GemvKernel {
         }
         let workers = Kernels.workerCount(threads: threads, work: rows &* k,
                                           minimumPerWorker: minimumElementsPerWorker)
-        let ranges = Kernels.splitRange(rows, parts: workers, granule: 4)
+        // Several row ranges per worker, taken dynamically (see `Kernels.parallelItems`).
+        let ranges = Kernels.splitRange(rows, parts: workers > 1 ? 4 * workers : 1, granule: 4)
         let args = Arguments(a: a, lda: lda, x: x, y: y)
-        Kernels.parallelFor(ranges.count) { index in
+        Kernels.parallelItems(workers: workers, items: ranges.count) { _, index in
             let range = ranges[index]
             var i = range.lowerBound
             while i < range.upperBound {

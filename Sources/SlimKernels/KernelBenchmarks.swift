@@ -25,6 +25,13 @@ public enum KernelBenchmarks {
         }
     }
 
+    /// Square sizes and the SmolLM2-135M prefill shapes (2048-token window): q/k/v/o
+    /// (576→576), gate/up (576→1536), down (1536→576) and lm_head (576→49152).
+    public static let referenceShapes: [(m: Int, n: Int, k: Int)] = [
+        (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048),
+        (2048, 576, 576), (2048, 1536, 576), (2048, 576, 1536), (2048, 49152, 576),
+    ]
+
     /// Times `Kernels.sgemmNT` for C[m×n] = A[m×k]·B[n×k]ᵀ and reports GFLOP/s (2·m·n·k per call).
     /// Runs one warm-up call, then repeats until `minimumSeconds` have elapsed (at least
     /// `minimumRepetitions` times) and keeps the best time, which filters out noise from other

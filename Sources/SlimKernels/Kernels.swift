@@ -23,16 +23,20 @@ public enum Kernels {
 // MARK: - Work partitioning
 
 extension Kernels {
-    /// Runs `body(worker)` for `worker` in `0..<count`, concurrently when `count > 1`.
-    /// `concurrentPerform` returns only after every iteration finished, which is the only
-    /// synchronisation the kernels need (workers write disjoint outputs).
-    @inline(__always)
-    static func parallelFor(_ count: Int, _ body: @Sendable (Int) -> Void) {
-        if count <= 1 {
-            if count == 1 { body(0) }
+    /// Runs `body(worker, item)` for every `item` in `0..<items` on up to `workers` threads.
+    /// Items are handed out in increasing order from a shared counter, so a worker slowed by
+    /// other load simply takes fewer of them; `worker` identifies the thread's private scratch.
+    /// Returns when every item is done (`concurrentPerform` joins its iterations), which is the
+    /// only synchronisation the kernels need: items write disjoint outputs.
+    static func parallelItems(workers: Int, items: Int, _ body: @Sendable (Int, Int) -> Void) {
+        if workers <= 1 || items <= 1 {
+            for item in 0..<items { body(0, item) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: count, execute: body)
+        let counter = ItemCounter(total: items)
+        DispatchQueue.concurrentPerform(iterations: min(workers, items)) { worker in
+            while let item = counter.take() { body(worker, item) }
+        }
     }
 
     /// Splits `0..<total` into `parts` contiguous ranges whose inner boundaries are multiples
@@ -46,7 +50,8 @@ extension Kernels {
         ranges.reserveCapacity(count)
         var start = 0
         for index in 0..<count {
-            // Distribute granules as evenly as possible: the first `extra` parts get one more.
+            // Distribute granules as evenly as possible: the first `granules % count` parts
+            // get one more.
             let share = granules / count + (index < granules % count ? 1 : 0)
             let end = min(total, start + share * granule)
             ranges.append(start..<end)
@@ -55,8 +60,8 @@ extension Kernels {
         return ranges
     }
 
-    /// The number of workers worth starting for `work` units of roughly `unitCost` cycles
-    /// each, bounded by the caller's `threads`.
+    /// The number of workers worth starting for `work` units when each worker should get at
+    /// least `minimumPerWorker` of them, bounded by the caller's `threads` (at least 1).
     @inline(__always)
     static func workerCount(threads: Int, work: Int, minimumPerWorker: Int) -> Int {
         guard threads > 1, minimumPerWorker > 0 else { return 1 }
@@ -64,10 +69,29 @@ extension Kernels {
     }
 }
 
+/// A lock-protected "next item" counter (a handful of takes per call, so a lock is cheap and
+/// keeps the module free of atomics dependencies).
+final class ItemCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private var next = 0
+    private let total: Int
+
+    init(total: Int) { self.total = total }
+
+    func take() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard next < total else { return nil }
+        next += 1
+        return next - 1
+    }
+}
+
 // MARK: - Aligned scratch memory
 
-/// A 64-byte aligned scratch buffer of `Float`s owned by one worker for one call.
-struct ScratchBuffer {
+/// A 64-byte aligned scratch buffer of `Float`s for one call. Sendable because the kernels
+/// hand disjoint buffers (or read-only shared ones) to workers.
+struct ScratchBuffer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>
     let count: Int
 

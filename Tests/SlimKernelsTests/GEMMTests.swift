@@ -240,6 +240,45 @@ final class GEMMTests: XCTestCase {
         }
     }
 
+    /// The Float scalar references obey the same bound against the Double ground truth.
+    func testFloatReferencesWithinBound() {
+        let m = 9, n = 13, k = 37
+        for variant in [ProductCase.Variant.nt, .nn, .tn] {
+            let product = ProductCase(variant, m: m, n: n, k: k, pad: 2, seed: 650)
+            var c = [Float](repeating: .nan, count: m * product.ldc)
+            switch variant {
+            case .nt: Kernels.Reference.sgemmNT(m: m, n: n, k: k, a: product.a, lda: product.lda,
+                                                b: product.b, ldb: product.ldb, c: &c, ldc: product.ldc)
+            case .nn: Kernels.Reference.sgemmNN(m: m, n: n, k: k, a: product.a, lda: product.lda,
+                                                b: product.b, ldb: product.ldb, c: &c, ldc: product.ldc)
+            case .tn: Kernels.Reference.sgemmTN(m: m, n: n, k: k, a: product.a, lda: product.lda,
+                                                b: product.b, ldb: product.ldb, c: &c, ldc: product.ldc)
+            }
+            let (value, magnitude) = product.exact()
+            let dense = (0..<m * n).map { c[($0 / n) * product.ldc + $0 % n] }
+            XCTAssertNil(checkAgainstExact(dense, exact: value, magnitude: magnitude, k: k, label: "reference \(variant)"))
+        }
+        // syrk reference (full matrix, H += scale·XᵀX) and gemv reference.
+        var rng = SplitMix64(seed: 651)
+        let x = rng.floats(k * n)
+        var h = [Float](repeating: 0, count: n * n)
+        Kernels.Reference.syrkAccumulate(x: x, rows: k, cols: n, ldx: n, h: &h, scale: 0.5)
+        var value = [Double](repeating: 0, count: n * n), magnitude = value
+        Kernels.Reference.gemm64(m: n, n: n, k: k, a: x, aRowStride: 1, aColStride: n, b: x,
+                                 bRowStride: n, bColStride: 1, c: &value, magnitude: &magnitude)
+        XCTAssertNil(checkAgainstExact(h, exact: value.map { $0 * 0.5 }, magnitude: magnitude.map { $0 * 0.5 },
+                                       k: k, label: "reference syrk"))
+        var y = [Float](repeating: .nan, count: k)
+        Kernels.Reference.gemv(m: k, k: n, a: x, lda: n, x: Array(x[0..<n]), y: &y)
+        var gemvValue = [Double](repeating: 0, count: k), gemvMagnitude = gemvValue
+        Kernels.Reference.gemm64(m: k, n: 1, k: n, a: x, aRowStride: n, aColStride: 1, b: x,
+                                 bRowStride: 1, bColStride: 1, c: &gemvValue, magnitude: &gemvMagnitude)
+        XCTAssertNil(checkAgainstExact(y, exact: gemvValue, magnitude: gemvMagnitude, k: n, label: "reference gemv"))
+        let dot = Kernels.Reference.dot(x, x, count: n)
+        XCTAssertNil(checkAgainstExact([dot], exact: [Kernels.Reference.dot64(x, x, count: n)],
+                                       magnitude: [Kernels.Reference.dot64(x, x, count: n)], k: n, label: "reference dot"))
+    }
+
     /// The checker itself: NaN and a single dropped term must fail, the exact value must pass.
     func testCheckerRejectsNaNAndDroppedTerm() {
         let k = 576
