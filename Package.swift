@@ -38,12 +38,14 @@ let package = Package(
         .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels"], swiftSettings: simdFlags),
         // Quantization algorithms: RTN, GPTQ, SliM-LLM (salience, SBA, SQC), calibration RNG.
         .target(name: "SlimQuant", dependencies: ["SlimKernels"], swiftSettings: simdFlags),
+        // Quantization pipeline: calibration, layer-by-layer driver, allocation files, outputs.
+        .target(name: "SlimPipeline", dependencies: ["SlimIO", "SlimModel", "SlimQuant", "SlimRuntime", "SlimData"]),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Evaluation: perplexity protocols (paper / llama.cpp), scoring of logits.
         .target(name: "SlimEval", dependencies: [], swiftSettings: simdFlags),
         // CLI engine: argument parsing and subcommands (thin executable on top).
-        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval"]),
+        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval", "SlimPipeline"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
         // Benchmarks with same-run baselines (numpy/OpenBLAS, PyTorch); not part of `swift test`.
         .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval"], swiftSettings: simdFlags),
@@ -58,8 +60,9 @@ let package = Package(
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
+        .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimTestSupport"]),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
-        .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"]),
+        .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across Dispatch workers by design
     // (disjoint slices), which Swift 6's strict Sendable checking cannot express.

@@ -98,3 +98,30 @@ final class CommandTests: XCTestCase {
         XCTAssertEqual(direct["parameters"], json["parameters"])
     }
 }
+
+final class InspectAllocationTests: XCTestCase {
+    func testSummaryAndSVGFromAllocationFile() throws {
+        let modelDir = try TestFixtures.shared("models/stories260K")
+        let dir = try TestFixtures.temporaryDirectory(self)
+        // A uniform 3-bit allocation for stories260K at group 32, written as the quantizer would.
+        let shapes = ["self_attn.q_proj": [64, 64], "self_attn.k_proj": [32, 64], "self_attn.v_proj": [32, 64],
+                      "self_attn.o_proj": [64, 64], "mlp.gate_proj": [172, 64], "mlp.up_proj": [172, 64], "mlp.down_proj": [64, 172]]
+        let layer = shapes.mapValues { Array(repeating: 3, count: ($0[1] + 31) / 32) }
+        let json: JSON = [
+            "format": "slim-quant-allocation", "version": 1, "model": "stories260K", "method": "gptq", "bits": 3,
+            "group_size": 32, "seed": 0, "tool_version": "test",
+            "shapes": .object(JSONObject(shapes.map { ($0.key, JSON.array($0.value.map { .int(Int64($0)) })) })),
+            "layers": .array(Array(repeating: .object(JSONObject(layer.map { ($0.key, JSON.array($0.value.map { .int(Int64($0)) })) })), count: 5)),
+        ]
+        try json.serialized().write(toFile: dir + "/allocation.json", atomically: true, encoding: .utf8)
+        let r = runCLI(["inspect", "--allocation", dir + "/allocation.json", "--svg", dir + "/a.svg", "--model", modelDir])
+        XCTAssertEqual(r.code, .success, r.err)
+        XCTAssertTrue(r.out.contains("3.0000 bits per weight"), r.out)
+        XCTAssertTrue(try String(contentsOfFile: dir + "/a.svg", encoding: .utf8).hasPrefix("<svg"))
+        // Against a model with other shapes the allocation is refused, naming the file.
+        let gguf = runCLI(["inspect", "--allocation", dir + "/allocation.json", "--model", try TestFixtures.smollm2Dir()])
+        XCTAssertEqual(gguf.code, .failure)
+        XCTAssertTrue(gguf.err.contains("allocation.json: allocation does not fit the model"), gguf.err)
+        XCTAssertEqual(runCLI(["inspect", "--model", modelDir, "--svg", "x.svg"]).code, .usage)
+    }
+}

@@ -1,36 +1,53 @@
 import Foundation
 import SlimIO
 import SlimModel
+import SlimPipeline
 
 /// `slim-quant inspect`: architecture, sizes, parameter count, dtypes and every tensor's shape.
 struct InspectCommand: SlimCommand {
     static let configuration = CommandConfiguration(
         name: "inspect",
         abstract: "Show a model's architecture, parameter count, dtypes and tensor shapes.",
-        usage: "--model <dir|file.gguf> [--json] [--no-tensors]",
+        usage: "--model <dir|file.gguf> [--json] [--no-tensors] | --allocation <file> [--svg <out.svg>] [--model <dir>]",
         discussion: """
             Opens the model exactly as every other command does: config.json is parsed and every
             expected tensor is checked for presence and shape, so a model that inspects cleanly
             loads cleanly. For GGUF files the stored tensor type (e.g. Q4_1) is shown.
+            With --allocation, prints a per-layer summary of a quantization bit allocation
+            (allocation.json, written by every quantize run) and, with --svg, draws it as a
+            heatmap (layers × modules × groups, colour = bits); with --model as well, the
+            allocation is checked against that model's shapes.
             """,
         examples: [
             "slim-quant inspect --model ../shared/models/stories260K",
             "slim-quant inspect --model model.gguf --json",
+            "slim-quant inspect --allocation out/allocation.json --svg allocation.svg",
         ],
         options: [
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
             .flag("json", help: "Print one JSON object instead of text."),
             .flag("no-tensors", help: "Omit the per-tensor table."),
+            .option("allocation", value: "<file>", help: "Summarize a bit allocation file instead of a model."),
+            .option("svg", value: "<out.svg>", help: "With --allocation: write a heatmap of it."),
         ])
 
-    let model: String
+    let model: String?
     let json: Bool
     let tensors: Bool
+    let allocation: String?
+    let svg: String?
 
     init(_ args: ParsedArguments) throws(UsageError) {
-        model = try args.required("model", "<dir|file.gguf>")
+        allocation = args.string("allocation")
+        svg = args.string("svg")
+        model = allocation == nil ? try args.required("model", "<dir|file.gguf>") : args.string("model")
         json = args.has("json")
         tensors = !args.has("no-tensors")
+    }
+
+    func validate() throws(UsageError) {
+        if svg != nil && allocation == nil { throw UsageError("'--svg' needs '--allocation <file>'") }
+        if allocation != nil && (json || !tensors) { throw UsageError("'--json' and '--no-tensors' apply to models, not to '--allocation'") }
     }
 
     struct Row {
@@ -40,6 +57,8 @@ struct InspectCommand: SlimCommand {
     }
 
     func run(console: Console) throws {
+        if let allocation { return try inspectAllocation(allocation, console: console) }
+        let model = self.model!
         let loaded = try LoadedModel(path: model)
         let c = loaded.config
         let rows = tensorRows(loaded)
@@ -99,6 +118,19 @@ struct InspectCommand: SlimCommand {
             console.print(r.name.padding(toLength: nameWidth, withPad: " ", startingAt: 0)
                           + r.dtype.padding(toLength: 7, withPad: " ", startingAt: 0)
                           + "[" + r.shape.map(String.init).joined(separator: ", ") + "]")
+        }
+    }
+
+    private func inspectAllocation(_ path: String, console: Console) throws {
+        let a = try BitAllocation.load(path: path)
+        if let model {
+            let loaded = try LoadedModel(path: model)
+            try a.validate(layout: loaded.layout, path: path)
+        }
+        for line in a.summary() { console.print(line) }
+        if let svg {
+            try AtomicFile.write(text: a.svg(), to: svg)
+            console.log("wrote \(svg)")
         }
     }
 
