@@ -1,10 +1,10 @@
 import Foundation
 import SlimModel
 
-// Human-readable views of a BitAllocation: a per-layer text summary and an SVG heatmap
+// Human-readable views of a AllocationFile: a per-layer text summary and an SVG heatmap
 // (layers × modules × groups, colour = bits).
 
-extension BitAllocation {
+extension AllocationFile {
     /// One line per layer: for each module the bit histogram as "b1×n1 b2×n2", then the layer's
     /// average bits per weight; a total line at the end.
     public func summary() -> [String] {
@@ -18,7 +18,7 @@ extension BitAllocation {
                 let hist = counts.keys.sorted().map { "\($0)b×\(counts[$0]!)" }.joined(separator: " ")
                 parts.append("\(key.split(separator: ".").last!)[\(hist)]")
             }
-            let single = BitAllocation(model: model, method: method, bits: bits, groupSize: groupSize, seed: seed,
+            let single = AllocationFile(model: model, method: method, bits: bits, groupSize: groupSize, seed: seed,
                                        calibration: nil, toolVersion: toolVersion, shapes: shapes, layers: [layer])
             lines.append(String(format: "layer %3d  %.3f bpw  ", l, single.averageBits) + parts.joined(separator: " "))
         }

@@ -122,7 +122,7 @@ struct InspectCommand: SlimCommand {
     }
 
     private func inspectAllocation(_ path: String, console: Console) throws {
-        let a = try BitAllocation.load(path: path)
+        let a = try AllocationFile.load(path: path)
         if let model {
             let loaded = try LoadedModel(path: model)
             try a.validate(layout: loaded.layout, path: path)

@@ -19,7 +19,7 @@ import SlimModel
 /// (`self_attn.{q,k,v,o}_proj`, `mlp.{gate,up,down}_proj`). `shapes` ([out, in] per module, the
 /// same in every layer of a LLaMA) makes the file self-describing: statistics and the heatmap
 /// need no model.
-public struct BitAllocation: Equatable, Sendable {
+public struct AllocationFile: Equatable, Sendable {
     public static let formatName = "slim-quant-allocation"
     public static let formatVersion = 1
 
@@ -74,7 +74,7 @@ public struct BitAllocation: Equatable, Sendable {
 
 // MARK: - Statistics
 
-extension BitAllocation {
+extension AllocationFile {
     /// Number of groups at each bit width over the whole model.
     public var histogram: [Int: Int] {
         var h: [Int: Int] = [:]
@@ -137,7 +137,7 @@ extension BitAllocation {
 
 // MARK: - JSON
 
-extension BitAllocation {
+extension AllocationFile {
     public func toJSON() -> JSON {
         var obj: JSONObject = [
             "format": .string(Self.formatName), "version": .int(Int64(Self.formatVersion)),
@@ -221,11 +221,11 @@ extension BitAllocation {
         return out
     }
 
-    public static func load(path: String) throws -> BitAllocation {
+    public static func load(path: String) throws -> AllocationFile {
         let file = try MappedFile(path: path)
         let json: JSON
         do { json = try JSON.parse(file.bytes) } catch { throw FileError(path, error.description) }
-        return try BitAllocation(json: json, path: path)
+        return try AllocationFile(json: json, path: path)
     }
 
     /// Writes the allocation atomically (temp file + rename).

@@ -12,10 +12,10 @@ final class BitAllocationTests: XCTestCase {
     }
 
     /// A SliM-style allocation: per module i groups at N-1 and i at N+1, the rest at N.
-    func balanced(_ layout: TensorLayout, bits n: Int, group: Int) -> BitAllocation {
-        var a = BitAllocation(model: "stories260K", method: "slim", bits: n, groupSize: group, seed: 0,
+    func balanced(_ layout: TensorLayout, bits n: Int, group: Int) -> AllocationFile {
+        var a = AllocationFile(model: "stories260K", method: "slim", bits: n, groupSize: group, seed: 0,
                               calibration: .init(file: "wiki.train.excerpt.txt", sha256: String(repeating: "a", count: 64), samples: 8, sequenceLength: 256),
-                              toolVersion: "test", shapes: BitAllocation.shapes(of: layout))
+                              toolVersion: "test", shapes: AllocationFile.shapes(of: layout))
         for l in 0..<layout.config.numHiddenLayers {
             var layer: [String: [Int]] = [:]
             for m in layout.linearModules(layer: l) {
@@ -25,7 +25,7 @@ final class BitAllocationTests: XCTestCase {
                 let full = m.inFeatures / group
                 let i = min(l % 2 + 1, full / 2)
                 for j in 0..<i { bits[j] = n - 1; bits[full - 1 - j] = n + 1 }
-                layer[BitAllocation.key(m.kind)] = bits
+                layer[AllocationFile.key(m.kind)] = bits
             }
             a.layers.append(layer)
         }
@@ -39,7 +39,7 @@ final class BitAllocationTests: XCTestCase {
         XCTAssertEqual(a.averageBits, 2, accuracy: 1e-12)
         let dir = try TestFixtures.temporaryDirectory(self)
         try a.write(to: dir + "/allocation.json")
-        let b = try BitAllocation.load(path: dir + "/allocation.json")
+        let b = try AllocationFile.load(path: dir + "/allocation.json")
         XCTAssertEqual(a, b)
         // Key order: known modules in LinearKind order.
         let text = try String(contentsOfFile: dir + "/allocation.json", encoding: .utf8)
@@ -80,7 +80,7 @@ final class BitAllocationTests: XCTestCase {
         for (i, (text, message)) in cases.enumerated() {
             let path = dir + "/a\(i).json"
             try text.write(toFile: path, atomically: true, encoding: .utf8)
-            XCTAssertThrowsError(try BitAllocation.load(path: path)) { e in
+            XCTAssertThrowsError(try AllocationFile.load(path: path)) { e in
                 XCTAssertTrue(String(describing: e).contains(path), "\(e)")
                 XCTAssertTrue(String(describing: e).contains(message), "\(e)")
             }
