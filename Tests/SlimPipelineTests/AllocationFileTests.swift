@@ -5,7 +5,7 @@ import SlimTestSupport
 import XCTest
 @testable import SlimPipeline
 
-final class BitAllocationTests: XCTestCase {
+final class AllocationFileTests: XCTestCase {
     /// stories260K: 5 layers, hidden 64, intermediate 172 -> group 32 gives 2 groups (in 64) and 6 (in 172, last partial).
     func layout() throws -> TensorLayout {
         TensorLayout(config: try LlamaConfig(path: try TestFixtures.shared("models/stories260K/config.json")))
