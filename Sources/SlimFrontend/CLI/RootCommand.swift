@@ -14,6 +14,7 @@ public enum SlimQuantCommand {
         EvalPPLCommand.self,
         GenerateCommand.self,
         BenchCommand.self,
+        QuantizeCommand.self,
     ]
 
     /// Entry point of the executable: runs with the process arguments and exits.

@@ -1,0 +1,212 @@
+import Foundation
+import SlimIO
+import SlimModel
+import SlimTestSupport
+import XCTest
+@testable import SlimFrontend
+
+/// `quantize` through the CLI, in process, on stories260K with 4 × 64-token windows and group
+/// size 32 (each run takes well under a second in a debug build).
+final class QuantizeCommandTests: XCTestCase {
+    var dir = ""
+    var calibration = ""
+    var heldOut = ""
+    var model = ""
+
+    override func setUpWithError() throws {
+        model = try TestFixtures.stories260KDir()
+        dir = try TestFixtures.temporaryDirectory(self)
+        let excerpt = try TestFixtures.shared("data/wikitext-2-raw/wiki.train.excerpt.txt")
+        let valid = try TestFixtures.shared("data/wikitext-2-raw/wiki.valid.raw")
+        calibration = try Self.prefix(of: excerpt, bytes: 60_000, to: dir + "/calibration.txt")
+        heldOut = try Self.prefix(of: valid, bytes: 30_000, to: dir + "/held-out.txt")
+    }
+
+    override func tearDown() {
+        QuantizeCommand.testStopAfterLayer = nil
+    }
+
+    /// The first `bytes` of a text file, cut after a newline.
+    static func prefix(of path: String, bytes: Int, to target: String) throws -> String {
+        guard let data = FileManager.default.contents(atPath: path) else { throw FixtureError("cannot read \(path)") }
+        var head = data.prefix(bytes)
+        if let newline = head.lastIndex(of: 0x0A) { head = head.prefix(through: newline) }
+        try Data(head).write(to: URL(fileURLWithPath: target))
+        return target
+    }
+
+    func quantize(_ method: String, bits: Int, out: String, _ extra: [String] = []) -> (code: ExitCode, out: String, err: String) {
+        runCLI(["quantize", "--model", model, "--method", method, "--bits", String(bits), "--group-size", "32",
+                "--samples", "4", "--seq-len", "64", "--calibration", calibration, "--threads", "2", "--out", out] + extra)
+    }
+
+    func perplexity(_ modelPath: String) throws -> Double {
+        let r = runCLI(["eval-ppl", "--model", modelPath, "--dataset", heldOut, "--ctx", "128", "--max-windows", "8", "--json"])
+        XCTAssertEqual(r.code, .success, r.err)
+        return try XCTUnwrap(try JSON.parse(string: r.out)["ppl"]?.double)
+    }
+
+    // MARK: End to end
+
+    func testRTNGPTQAndSlimCheckpointsLoadAndEvaluate() throws {
+        let rtn2 = quantize("rtn", bits: 2, out: dir + "/rtn2")
+        XCTAssertEqual(rtn2.code, .success, rtn2.err)
+        XCTAssertTrue(rtn2.out.contains("rtn 2-bit, group 32, 2.0000 bits/weight"), rtn2.out)
+        XCTAssertFalse(rtn2.err.contains("calibration:"), "RTN reads no calibration text")
+        let gptq4 = quantize("gptq", bits: 4, out: dir + "/gptq4")
+        XCTAssertEqual(gptq4.code, .success, gptq4.err)
+        XCTAssertTrue(gptq4.err.contains("calibration: calibration.txt"), gptq4.err)
+        XCTAssertTrue(gptq4.err.contains("layer 5/5 mlp.down_proj"), gptq4.err)
+        let slim = quantize("slim", bits: 2, out: dir + "/slim2", ["--json"])
+        XCTAssertEqual(slim.code, .success, slim.err)
+        XCTAssertTrue(slim.err.contains("i*="), "SBA choices are reported: \(slim.err)")
+
+        // Checkpoints load as ordinary models: F16 linears, other tensors as stored.
+        for name in ["rtn2", "gptq4", "slim2"] {
+            let loaded = try LoadedModel(path: dir + "/" + name)
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.weight")?.dtype, .f16)
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.input_layernorm.weight")?.dtype, .f32)
+            XCTAssertEqual(loaded.weights.tensorNames.count, 48)
+            for file in ["tokenizer.json", "tokenizer_config.json", "allocation.json"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/\(name)/" + file), "\(name)/\(file)")
+            }
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/\(name).work"))
+        }
+        let config = try XCTUnwrap(WorkDirectoryJSON.read(dir + "/slim2/config.json"))
+        let q = try XCTUnwrap(config["quantization_config"])
+        XCTAssertEqual(q["format"]?.string, "fake-quant-fp16")
+        XCTAssertEqual(q["method"]?.string, "slim")
+        XCTAssertEqual(q["samples"]?.int, 4)
+        XCTAssertEqual(q["seq_len"]?.int, 64)
+        XCTAssertEqual(q["calibration_sha256"]?.string?.count, 64)
+        XCTAssertEqual(q["tool_version"]?.string, SlimQuantCommand.version)
+        XCTAssertEqual(config["hidden_size"]?.int, 64, "the source config is kept")
+
+        // --json summary; SBA keeps as many N−1 as N+1 groups, so the mean over groups is N.
+        let summary = try JSON.parse(string: slim.out)
+        let histogram = try XCTUnwrap(summary["group_histogram"]?.object)
+        let low = histogram["1"]?.int ?? 0, mid = histogram["2"]?.int ?? 0, high = histogram["3"]?.int ?? 0
+        XCTAssertEqual(low, high)
+        XCTAssertGreaterThan(low, 0)
+        XCTAssertEqual(low + mid + high, 5 * (2 + 2 + 2 + 2 + 2 + 2 + 6))
+        XCTAssertEqual(summary["modules"]?.array?.count, 35)
+        let allocation = try AllocationFileJSON.groupMean(dir + "/slim2/allocation.json")
+        XCTAssertEqual(allocation, 2, "allocation.json averages exactly N over groups")
+
+        // Loose PPL ordering on held-out text: fp ≤ 4-bit GPTQ ≤ 2-bit SliM ≤ 2-bit RTN.
+        let fp = try perplexity(model)
+        let pGPTQ = try perplexity(dir + "/gptq4"), pSlim = try perplexity(dir + "/slim2"), pRTN = try perplexity(dir + "/rtn2")
+        XCTAssertLessThanOrEqual(fp, pGPTQ * 1.01)
+        XCTAssertLessThan(pGPTQ, pSlim)
+        XCTAssertLessThan(pSlim, pRTN)
+    }
+
+    // MARK: Resume
+
+    func testInterruptedRunResumesToTheSameBytes() throws {
+        let straight = quantize("slim", bits: 3, out: dir + "/straight")
+        XCTAssertEqual(straight.code, .success, straight.err)
+
+        QuantizeCommand.testStopAfterLayer = 2
+        let stopped = quantize("slim", bits: 3, out: dir + "/staged")
+        XCTAssertEqual(stopped.code, .interrupted, stopped.err)
+        XCTAssertTrue(stopped.err.contains("3 of 5 layers are saved in \(dir)/staged.work"), stopped.err)
+        XCTAssertTrue(stopped.err.contains("run the same command again to resume"), stopped.err)
+        QuantizeCommand.testStopAfterLayer = nil
+
+        let changed = quantize("slim", bits: 3, out: dir + "/staged", ["--seed", "1"])
+        XCTAssertEqual(changed.code, .failure)
+        XCTAssertTrue(changed.err.contains("different parameters") && changed.err.contains("seed 0 → 1"), changed.err)
+
+        let resumed = quantize("slim", bits: 3, out: dir + "/staged")
+        XCTAssertEqual(resumed.code, .success, resumed.err)
+        XCTAssertTrue(resumed.err.contains("resuming at layer 3 of 5"), resumed.err)
+        XCTAssertFalse(resumed.err.contains("layer 1/5 self_attn.q_proj"), "finished layers are not redone")
+        for file in ["config.json", "allocation.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            let a = FileManager.default.contents(atPath: dir + "/straight/" + file)
+            let b = FileManager.default.contents(atPath: dir + "/staged/" + file)
+            XCTAssertNotNil(a)
+            XCTAssertTrue(a == b, "\(file) differs after resuming")
+        }
+
+        // --no-resume discards a saved state.
+        QuantizeCommand.testStopAfterLayer = 0
+        XCTAssertEqual(quantize("gptq", bits: 2, out: dir + "/fresh").code, .interrupted)
+        QuantizeCommand.testStopAfterLayer = nil
+        let fresh = quantize("gptq", bits: 2, out: dir + "/fresh", ["--no-resume"])
+        XCTAssertEqual(fresh.code, .success, fresh.err)
+        XCTAssertFalse(fresh.err.contains("resuming"), fresh.err)
+    }
+
+    func testAllocationReuseThroughTheCLI() throws {
+        XCTAssertEqual(quantize("slim", bits: 2, out: dir + "/a").code, .success)
+        let reuse = quantize("slim", bits: 2, out: dir + "/b", ["--allocation", dir + "/a/allocation.json"])
+        XCTAssertEqual(reuse.code, .success, reuse.err)
+        XCTAssertFalse(reuse.err.contains("i*="), "no search with a given allocation")
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/a/model.safetensors"),
+                       FileManager.default.contents(atPath: dir + "/b/model.safetensors"))
+        let other = quantize("slim", bits: 3, out: dir + "/c", ["--allocation", dir + "/a/allocation.json"])
+        XCTAssertEqual(other.code, .failure)
+        XCTAssertTrue(other.err.contains("allocation targets 2 bits, but --bits is 3"), other.err)
+    }
+
+    // MARK: Errors
+
+    func testUsageAndInputErrors() throws {
+        let bad = runCLI(["quantize", "--model", model, "--method", "slim", "--bits", "9", "--out", dir + "/x"])
+        XCTAssertEqual(bad.code, .usage)
+        XCTAssertTrue(bad.err.contains("'--bits'"), bad.err)
+        let slim1 = runCLI(["quantize", "--model", model, "--method", "slim", "--bits", "1", "--out", dir + "/x"])
+        XCTAssertEqual(slim1.code, .usage)
+        XCTAssertTrue(slim1.err.contains("bits must be 2…7 for slim"), slim1.err)
+        XCTAssertEqual(runCLI(["quantize", "--model", model, "--method", "awq", "--bits", "4", "--out", dir + "/x"]).code, .usage)
+        XCTAssertEqual(runCLI(["quantize", "--model", model, "--bits", "4", "--out", dir + "/x"]).code, .usage)
+        let both = quantize("gptq", bits: 4, out: dir + "/x", ["--dataset", "ptb"])
+        XCTAssertEqual(both.code, .usage)
+        XCTAssertTrue(both.err.contains("cannot be combined"), both.err)
+        let compat = quantize("slim", bits: 2, out: dir + "/x", ["--reference-compat", "doubleDamp,warp"])
+        XCTAssertEqual(compat.code, .usage)
+        XCTAssertTrue(compat.err.contains("'warp'"), compat.err)
+
+        let tiny = dir + "/tiny.txt"
+        try "One day.".write(toFile: tiny, atomically: true, encoding: .utf8)
+        let short = runCLI(["quantize", "--model", model, "--method", "gptq", "--bits", "4", "--group-size", "32",
+                            "--samples", "4", "--seq-len", "64", "--calibration", tiny, "--out", dir + "/x"])
+        XCTAssertEqual(short.code, .failure)
+        XCTAssertTrue(short.err.contains("tiny.txt") && short.err.contains("too short for one 64-token sample"), short.err)
+
+        // An allocation made for another model.
+        let foreign = dir + "/foreign.json"
+        try """
+        {"format": "slim-quant-allocation", "version": 1, "model": "other", "method": "slim", "bits": 2,
+         "group_size": 32, "seed": 0, "tool_version": "0.1.0",
+         "shapes": {"self_attn.q_proj": [576, 576]}, "layers": []}
+        """.write(toFile: foreign, atomically: true, encoding: .utf8)
+        let wrong = quantize("slim", bits: 2, out: dir + "/x", ["--allocation", foreign])
+        XCTAssertEqual(wrong.code, .failure)
+        XCTAssertTrue(wrong.err.contains("foreign.json") && wrong.err.contains("does not fit the model"), wrong.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x"), "no output after an error")
+    }
+}
+
+/// Small JSON readers for the assertions above.
+enum WorkDirectoryJSON {
+    static func read(_ path: String) throws -> JSON? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try JSON.parse([UInt8](data))
+    }
+}
+
+enum AllocationFileJSON {
+    /// Mean bits over all groups of an allocation.json.
+    static func groupMean(_ path: String) throws -> Double {
+        let json = try XCTUnwrap(try WorkDirectoryJSON.read(path))
+        var total = 0, count = 0
+        for layer in json["layers"]?.array ?? [] {
+            for (_, bits) in layer.object?.pairs ?? [] {
+                for b in bits.array ?? [] { total += b.int ?? 0; count += 1 }
+            }
+        }
+        return Double(total) / Double(max(count, 1))
+    }
+}
