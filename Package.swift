@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
+        .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], exclude: ["Fixtures"], swiftSettings: simdFlags),
         .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimTestSupport"]),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
