@@ -39,87 +39,108 @@ public enum GPTQ {
         if rows == 0 || columns == 0 {
             return Output(scales: [], zeros: [], codes: [], proxyLoss: 0)
         }
-        var scales = [Float](repeating: 0, count: rows * groups)
-        var zeros = [Float](repeating: 0, count: rows * groups)
-        var codes = [UInt8](repeating: 0, count: rows * columns)
-        var rowLoss = [Double](repeating: 0, count: rows)
-        var negErr = [Float](repeating: 0, count: rows * min(groupSize, columns))
-        var elementWeights: [Float] = []
-        let u = factor?.upper ?? []
-
+        let work = Workspace(rows: rows, columns: columns, groups: groups, groupWidth: min(groupSize, columns))
+        defer { work.deallocate() }
+        let upper = factor?.upper ?? []
         weight.withUnsafeMutableBufferPointer { wBuffer in
-            scales.withUnsafeMutableBufferPointer { scaleBuffer in
-            zeros.withUnsafeMutableBufferPointer { zeroBuffer in
-            codes.withUnsafeMutableBufferPointer { codeBuffer in
-            rowLoss.withUnsafeMutableBufferPointer { lossBuffer in
-            negErr.withUnsafeMutableBufferPointer { errBuffer in
-            u.withUnsafeBufferPointer { uBuffer in
+            upper.withUnsafeBufferPointer { uBuffer in
                 let w = wBuffer.baseAddress!
                 // An empty array may still hand out a non-nil base address: key on the factor.
-                let up = factor == nil ? nil : uBuffer.baseAddress
-                let scaleOut = scaleBuffer.baseAddress!, zeroOut = zeroBuffer.baseAddress!
-                let codeOut = codeBuffer.baseAddress!, loss = lossBuffer.baseAddress!, errOut = errBuffer.baseAddress!
+                let u = factor == nil ? nil : uBuffer.baseAddress
                 for g in 0..<groups {
-                    let s = g * groupSize, e = min(columns, s + groupSize), n = e - s
-                    let b = Int(bits[g])
-                    let sym = g < symmetricZero.count ? symmetricZero[g] : false
-                    // Salient-element weights (only when they can matter).
-                    var weightsPointer: UnsafePointer<Float>? = nil
-                    if case .sqc(let lambda) = fit, lambda != 1, b >= 2, let up {
-                        elementWeights = groupLossWeights(w: w, rows: rows, columns: columns, start: s, count: n,
-                                                          u: up, lambda: lambda)
-                    } else {
-                        elementWeights = []
-                    }
-                    elementWeights.withUnsafeBufferPointer { ew in
-                        if !ew.isEmpty { weightsPointer = ew.baseAddress }
-                        let weights = weightsPointer
-                        parallelChunks(count: rows, threads: threads, grain: 16) { range in
-                            for r in range {
-                                let row = w + r * columns + s
-                                let p = QuantPrimitives.fitRow(row, count: n, bits: b, fit: fit, symmetricZero: sym,
-                                                               elementWeights: weights.map { $0 + r * n })
-                                scaleOut[r * groups + g] = p.scale
-                                zeroOut[r * groups + g] = p.zero
-                                var rowSum = 0.0
-                                for c in 0..<n {
-                                    let value = row[c]
-                                    let (code, q) = QuantPrimitives.quantize(value, bits: b, parameters: p)
-                                    codeOut[r * columns + s + c] = code
-                                    row[c] = q
-                                    guard let up else {
-                                        let d = Double(value - q)
-                                        rowSum += d * d
-                                        continue
-                                    }
-                                    let diag = up[(s + c) * columns + s + c]
-                                    let err = (value - q) / diag
-                                    rowSum += Double(err) * Double(err)
-                                    errOut[r * n + c] = -err
-                                    if c + 1 < n {
-                                        Kernels.axpy(alpha: -err, x: up + (s + c) * columns + s + c + 1,
-                                                     y: row + c + 1, count: n - c - 1)
-                                    }
-                                }
-                                loss[r] += rowSum
-                            }
-                        }
-                    }
-                    // Lazy block update of every later column.
-                    if let up, e < columns, rows > 0 {
-                        Kernels.sgemmNN(m: rows, n: columns - e, k: n, a: errOut, lda: n,
-                                        b: up + s * columns + e, ldb: columns,
-                                        c: w + e, ldc: columns, accumulate: true, threads: threads)
+                    let start = g * groupSize, end = min(columns, start + groupSize)
+                    quantizeGroup(g, columns: start..<end, w: w, rows: rows, stride: columns, groups: groups,
+                                  bits: Int(bits[g]), symmetricZero: g < symmetricZero.count && symmetricZero[g],
+                                  fit: fit, u: u, work: work, threads: threads)
+                    // Lazy block update of every later column: W[:, e:] += (−Err)·U[s:e, e:].
+                    if let u, end < columns {
+                        Kernels.sgemmNN(m: rows, n: columns - end, k: end - start, a: work.negativeErrors, lda: end - start,
+                                        b: u + start * columns + end, ldb: columns,
+                                        c: w + end, ldc: columns, accumulate: true, threads: threads)
                     }
                 }
             }
-            }
-            }
-            }
-            }
+        }
+        return Output(scales: Array(UnsafeBufferPointer(start: work.scales, count: rows * groups)),
+                      zeros: Array(UnsafeBufferPointer(start: work.zeros, count: rows * groups)),
+                      codes: Array(UnsafeBufferPointer(start: work.codes, count: rows * columns)),
+                      proxyLoss: UnsafeBufferPointer(start: work.rowLoss, count: rows).reduce(0, +))
+    }
+
+    /// Output and scratch buffers of one run (raw allocations: rows work on disjoint parts).
+    private struct Workspace: @unchecked Sendable {
+        let scales: UnsafeMutablePointer<Float>
+        let zeros: UnsafeMutablePointer<Float>
+        let codes: UnsafeMutablePointer<UInt8>
+        let rowLoss: UnsafeMutablePointer<Double>
+        /// −err of the current group, rows × group width.
+        let negativeErrors: UnsafeMutablePointer<Float>
+
+        init(rows: Int, columns: Int, groups: Int, groupWidth: Int) {
+            scales = .allocate(capacity: rows * groups)
+            scales.initialize(repeating: 0, count: rows * groups)
+            zeros = .allocate(capacity: rows * groups)
+            zeros.initialize(repeating: 0, count: rows * groups)
+            codes = .allocate(capacity: rows * columns)
+            codes.initialize(repeating: 0, count: rows * columns)
+            rowLoss = .allocate(capacity: rows)
+            rowLoss.initialize(repeating: 0, count: rows)
+            negativeErrors = .allocate(capacity: rows * groupWidth)
+            negativeErrors.initialize(repeating: 0, count: rows * groupWidth)
+        }
+
+        func deallocate() {
+            scales.deallocate()
+            zeros.deallocate()
+            codes.deallocate()
+            rowLoss.deallocate()
+            negativeErrors.deallocate()
+        }
+    }
+
+    /// Fits group g at entry and quantizes its columns with per-column error feedback inside
+    /// the group (rows are independent here, so they run in parallel).
+    private static func quantizeGroup(_ g: Int, columns range: Range<Int>, w: UnsafeMutablePointer<Float>, rows: Int,
+                                      stride: Int, groups: Int, bits b: Int, symmetricZero sym: Bool, fit: GroupFit,
+                                      u: UnsafePointer<Float>?, work: Workspace, threads: Int) {
+        let s = range.lowerBound, n = range.count
+        // Salient-element loss weights, only when they can matter (λ ≠ 1).
+        var elementWeights: [Float] = []
+        if case .sqc(let lambda) = fit, lambda != 1, b >= 2, let u {
+            elementWeights = groupLossWeights(w: w, rows: rows, columns: stride, start: s, count: n, u: u, lambda: lambda)
+        }
+        elementWeights.withUnsafeBufferPointer { ew in
+            let weights = ew.isEmpty ? nil : ew.baseAddress
+            parallelChunks(count: rows, threads: threads, grain: 16) { chunk in
+                for r in chunk {
+                    let row = w + r * stride + s
+                    let p = QuantPrimitives.fitRow(row, count: n, bits: b, fit: fit, symmetricZero: sym,
+                                                   elementWeights: weights.map { $0 + r * n })
+                    work.scales[r * groups + g] = p.scale
+                    work.zeros[r * groups + g] = p.zero
+                    var rowSum = 0.0
+                    for c in 0..<n {
+                        let value = row[c]
+                        let (code, q) = QuantPrimitives.quantize(value, bits: b, parameters: p)
+                        work.codes[r * stride + s + c] = code
+                        row[c] = q
+                        guard let u else {
+                            let d = Double(value - q)
+                            rowSum += d * d
+                            continue
+                        }
+                        let uRow = u + (s + c) * stride
+                        let err = (value - q) / uRow[s + c]
+                        rowSum += Double(err) * Double(err)
+                        work.negativeErrors[r * n + c] = -err
+                        if c + 1 < n {
+                            Kernels.axpy(alpha: -err, x: uRow + s + c + 1, y: row + c + 1, count: n - c - 1)
+                        }
+                    }
+                    work.rowLoss[r] += rowSum
+                }
             }
         }
-        return Output(scales: scales, zeros: zeros, codes: codes, proxyLoss: rowLoss.reduce(0, +))
     }
 
     /// λ where δ = w²/U_jj² reaches the group's salience threshold (spec §4.3), 1 elsewhere;

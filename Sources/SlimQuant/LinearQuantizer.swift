@@ -120,17 +120,22 @@ public final class LinearQuantizer {
 
     // MARK: - SBA
 
-    /// Group salience of the search ranking (spec §3.2; clean: the same as the final ranking).
-    public func searchSalience() throws -> [Double] {
+    /// The weight the search sees and its group salience (spec §3.2): clean, the dead-zeroed
+    /// weight with the GPTQ factor (the same ranking as the final one); with `doubleDamp`, the
+    /// weight as given with U of H_dead + 0.01·I.
+    private func searchInputs() throws -> (weight: [Float], salience: [Double]) {
         let factor = try searchFactor()
-        let doubleDamp = options.compat.contains(.doubleDamp)
-        let w = doubleDamp ? weight : preparedWeight(zeroing: factor.deadColumns)
-        return Salience.groupSalience(weight: w, rows: rows, columns: columns, groupSize: options.groupSize,
-                                      uDiagonal: factor.diagonal)
+        let w = options.compat.contains(.doubleDamp) ? weight : preparedWeight(zeroing: factor.deadColumns)
+        return (w, Salience.groupSalience(weight: w, rows: rows, columns: columns, groupSize: options.groupSize,
+                                          uDiagonal: factor.diagonal))
     }
 
+    /// Group salience of the search ranking (spec §3.2; clean: the same as the final ranking).
+    public func searchSalience() throws -> [Double] { try searchInputs().salience }
+
     /// A search over the candidates of `Salience.searchCandidates` for this layer, ranked by
-    /// `searchSalience()`; feed it the same calibration inputs as the Hessian.
+    /// `searchSalience()`; feed it the same calibration inputs as the Hessian, then quantize
+    /// with `.mixed(count: result.best)` (or `.uniform` when `result()` is nil).
     /// - Parameters:
     ///   - bias: the layer's bias (R values), or nil.
     /// - Throws: `QuantError.invalidOption` unless the method is `.slim`.
@@ -138,11 +143,7 @@ public final class LinearQuantizer {
         guard options.method == .slim else {
             throw QuantError.invalidOption("SBA is part of the slim method, not \(options.method.rawValue)")
         }
-        let factor = try searchFactor()
-        let doubleDamp = options.compat.contains(.doubleDamp)
-        let w = doubleDamp ? weight : preparedWeight(zeroing: factor.deadColumns)
-        let salience = Salience.groupSalience(weight: w, rows: rows, columns: columns, groupSize: options.groupSize,
-                                              uDiagonal: factor.diagonal)
+        let (w, salience) = try searchInputs()
         return try BitAllocationSearch(weight: w, rows: rows, columns: columns, bias: bias,
                                        groupOrder: Salience.ascendingOrder(salience), targetBits: options.bits,
                                        groupSize: options.groupSize,
