@@ -8,7 +8,8 @@ public enum SBAStrategy: Sendable {
     /// One full GEMM for the first candidate, then O_{i'} = O_i + X[:, g]·ΔŴ_gᵀ for the groups
     /// whose bits change (two per step between consecutive i): ~K/2 times less GEMM work.
     case incremental
-    /// A full GEMM per candidate (the definition; kept as the reference for the tests).
+    /// A full GEMM per candidate (the definition; kept as the reference for the tests and
+    /// benchmarks). Holds every candidate's Ŵ: candidates × R × C Floats.
     case straightforward
 }
 
@@ -38,7 +39,10 @@ public struct SBAResult: Sendable, Equatable {
 /// row-wise over the R outputs, and KL = Σ_t Σ_o P·(ln P − ln Q). Everything is fp32 (the
 /// reference searches in the model dtype, fp16; only near-ties can differ).
 ///
-/// The RTN candidates do not depend on the sample, so they are built once at init.
+/// The RTN candidates do not depend on the sample, so they are built once at init
+/// (incremental: Ŵ of the first candidate plus the changed groups' ΔŴ, about 2 × R × C Floats).
+/// Per sample it needs T × R Floats for each of Y, ln Q and the candidate output.
+/// Not thread-safe: one instance per module; `add` uses up to `threads` workers itself.
 public final class BitAllocationSearch {
     public let rows: Int
     public let columns: Int
@@ -186,7 +190,10 @@ public final class BitAllocationSearch {
     public func add(x: UnsafePointer<Float>, rows tokens: Int, ldx: Int? = nil) throws {
         let stride = ldx ?? columns
         precondition(tokens >= 0 && stride >= columns, "BitAllocationSearch.add: bad rows/ldx")
-        guard tokens > 0, rows > 0 else { return try record([Double](repeating: 0, count: candidates.count)) }
+        // Nothing to compare (or no candidate): count the sample without computing Y.
+        guard tokens > 0, rows > 0, !candidates.isEmpty else {
+            return try record([Double](repeating: 0, count: candidates.count))
+        }
         var y = [Float](repeating: 0, count: tokens * rows)
         weight.withUnsafeBufferPointer { w in
             y.withUnsafeMutableBufferPointer { yb in
