@@ -4,14 +4,18 @@ import Foundation
 import SlimKernels
 
 let usage = """
-    usage: slim-bench [gemm] [--threads N] [--python PATH] [--quick]
+    usage: slim-bench [gemm] [prefill] [--threads N] [--python PATH] [--model DIR] [--quick]
 
     Sections (default: all available):
       gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
                and the pipeline shapes of SmolLM2-135M, with the ratio.
+      prefill  fp32 SmolLM2-135M tokens/s: forward + scoring of a 512/2048-token window (the
+               eval-ppl workload) and KV-cache decode at context 512, next to PyTorch CPU
+               (transformers) with the same threads, with the ratio.
     Options:
       --threads N    threads for both sides (default: all cores)
-      --python PATH  interpreter with numpy (default: $SLIM_BENCH_PYTHON, else python3)
+      --python PATH  interpreter with numpy / torch + transformers (default: $SLIM_BENCH_PYTHON, else python3)
+      --model DIR    model for prefill (default: $SLIM_SMOLLM2_DIR, else ~/.cache/slim-quant-fixtures/smollm2-135m-f32)
       --quick        fewer shapes and shorter timing
     """
 
@@ -19,6 +23,7 @@ var sections: [String] = []
 var threads = Kernels.defaultThreads
 var python = ProcessInfo.processInfo.environment["SLIM_BENCH_PYTHON"] ?? "python3"
 var quick = false
+var modelPath: String?
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -29,14 +34,17 @@ while !args.isEmpty {
     case "--python":
         guard let v = args.first else { FileHandle.standardError.write(Data("slim-bench: --python needs a path\n".utf8)); exit(64) }
         python = v; args.removeFirst()
+    case "--model":
+        guard let v = args.first else { FileHandle.standardError.write(Data("slim-bench: --model needs a path\n".utf8)); exit(64) }
+        modelPath = v; args.removeFirst()
     case "--quick": quick = true
     case "-h", "--help": print(usage); exit(0)
-    case "gemm": sections.append(a)
+    case "gemm", "prefill": sections.append(a)
     default:
         FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
     }
 }
-if sections.isEmpty { sections = ["gemm"] }
+if sections.isEmpty { sections = ["gemm", "prefill"] }
 
 #if DEBUG
 print("warning: slim-bench was built in debug mode; run `swift run -c release slim-bench` for real numbers\n")
@@ -47,4 +55,7 @@ let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().de
 
 if sections.contains("gemm") {
     GemmSection(threads: threads, python: python, scriptDir: packageRoot + "/scripts/bench", quick: quick).run()
+}
+if sections.contains("prefill") {
+    ModelSection(modelPath: modelPath, threads: threads, python: python, scriptDir: packageRoot + "/scripts/bench", quick: quick).run()
 }
