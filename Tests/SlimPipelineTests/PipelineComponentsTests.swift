@@ -36,16 +36,6 @@ final class PipelineComponentsTests: XCTestCase {
         }
     }
 
-    func testWikiText2CalibrationUsesTheTrainExcerptJoinedWithSpaces() throws {
-        let data = try TestFixtures.shared("data")
-        let tokenizer = try Tokenizer.load(directory: try PipelineFixture.model())
-        // The excerpt is ~1 MB: tokenizing it is the cost of this test.
-        let set = try CalibrationSet.load(.dataset(.wikitext2, dataDir: data), tokenizer: tokenizer, count: 2, length: 16, seed: 0)
-        XCTAssertEqual(set.label, "WikiText-2 train excerpt")
-        XCTAssertEqual(set.fileName, "wiki.train.excerpt.txt")
-        XCTAssertEqual(set.windows.map(\.count), [16, 16])
-    }
-
     // MARK: Activations
 
     func testActivationStoreRoundTripsAndRejectsOverflow() throws {
