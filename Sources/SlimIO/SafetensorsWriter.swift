@@ -9,24 +9,19 @@ import Darwin
 /// Collects tensors and writes them as a safetensors file, or as a Hugging Face checkpoint
 /// directory (one file, or shards plus `model.safetensors.index.json`).
 ///
-/// Output is byte-identical to the Python `safetensors` package (Rust `serialize_to_file`) for
-/// the same tensors and metadata:
-///  - tensors are stored by descending dtype rank of the reference's `Dtype` enum (U64, I64,
-///    F64, F32, U32, I32, BF16, F16, U16, I16, I8, U8, BOOL), then by name (byte order);
-///  - the header is compact JSON in that order, `__metadata__` first, each entry as
-///    `{"dtype":…,"shape":[…],"data_offsets":[b,e]}`, strings escaped as serde_json does;
-///  - the header is padded with spaces to a multiple of 8 bytes, so data starts aligned.
-/// One caveat: the reference keeps metadata in a hash map, so with two or more metadata keys
-/// its key order varies from run to run; this writer keeps the given order.
+/// A thin layer over `SafetensorsStream`, which owns the file layout (byte-identical to the
+/// Python `safetensors` package, see there): each added tensor's bytes are kept in memory and
+/// become the producer of a `StreamedTensor`. Use `SafetensorsStream` directly when the bytes
+/// already live elsewhere (a memory map) or are computed tensor by tensor; use this type for
+/// small files and for sharded checkpoints.
 ///
-/// Files are written atomically (`AtomicFile`), tensor bytes are streamed to the file in
-/// order, never assembled into one buffer.
+/// Files are written atomically (`AtomicFile`); the index of a sharded checkpoint is written
+/// after its shards.
 public struct SafetensorsWriter {
+    /// A tensor added so far, with its data byte count (needed to plan shards).
     struct Pending {
-        let name: String
-        let dtype: DType
-        let shape: [Int]
-        let bytes: [UInt8]
+        let tensor: StreamedTensor
+        let byteCount: Int
     }
 
     private var pending: [Pending] = []
@@ -41,7 +36,7 @@ public struct SafetensorsWriter {
     /// Number of tensors added.
     public var tensorCount: Int { pending.count }
     /// Sum of all tensors' data bytes.
-    public var dataByteCount: Int { pending.reduce(0) { $0 + $1.bytes.count } }
+    public var dataByteCount: Int { pending.reduce(0) { $0 + $1.byteCount } }
 
     // MARK: Adding tensors
 
@@ -53,8 +48,7 @@ public struct SafetensorsWriter {
         guard bytes.count == expected else {
             throw SafetensorsWriterError.sizeMismatch(name: name, expected: expected, actual: bytes.count)
         }
-        pending.append(Pending(name: name, dtype: dtype, shape: shape, bytes: [UInt8](bytes)))
-        names.insert(name)
+        append(name: name, dtype: dtype, shape: shape, bytes: [UInt8](bytes))
     }
 
     /// Adds a float tensor converted to `dtype` (F32, F16, BF16 or F64; see `F16`/`BF16` for
@@ -70,7 +64,15 @@ public struct SafetensorsWriter {
             floats.withUnsafeBufferPointer { encodeFloats($0, as: dtype, into: UnsafeMutableRawBufferPointer(buffer)) }
             initialized = byteCount
         }
-        pending.append(Pending(name: name, dtype: dtype, shape: shape, bytes: bytes))
+        append(name: name, dtype: dtype, shape: shape, bytes: bytes)
+    }
+
+    /// Stores `bytes` (already validated against dtype × shape) as the tensor's producer.
+    private mutating func append(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
+        let tensor = StreamedTensor(name: name, dtype: dtype, shape: shape) { emit in
+            try bytes.withUnsafeBytes { try emit($0) }
+        }
+        pending.append(Pending(tensor: tensor, byteCount: bytes.count))
         names.insert(name)
     }
 
@@ -78,13 +80,7 @@ public struct SafetensorsWriter {
     private func checkNew(name: String, dtype: DType, shape: [Int]) throws -> Int {
         guard name != "__metadata__" else { throw SafetensorsWriterError.reservedName(name) }
         guard !names.contains(name) else { throw SafetensorsWriterError.duplicateName(name) }
-        var size = dtype.byteSize
-        for d in shape {
-            let (p, overflow) = size.multipliedReportingOverflow(by: d)
-            guard d >= 0, !overflow else { throw SafetensorsWriterError.invalidShape(name: name, shape: shape) }
-            size = p
-        }
-        return size
+        return try SafetensorsStream.byteCount(name: name, dtype: dtype, shape: shape)
     }
 
     // MARK: Writing
@@ -126,7 +122,7 @@ public struct SafetensorsWriter {
         var currentSize = 0
         var totalSize = 0
         for (i, t) in pending.enumerated() {
-            let size = t.bytes.count
+            let size = t.byteCount
             totalSize += size
             if size > maxShardBytes {
                 plan.append([i])
@@ -155,7 +151,7 @@ public struct SafetensorsWriter {
                 let tensors = members.map { pending[$0] }
                 try Self.writeFile(tensors, metadata: metadata, to: path(name))
                 written.append(path(name))
-                for t in tensors { weightMap.append((t.name, name)) }
+                for t in tensors { weightMap.append((t.tensor.name, name)) }
             }
             let index = path(SafetensorsCheckpoint.indexFileName)
             try AtomicFile.write(Data(Self.indexJSON(totalSize: totalSize, weightMap: weightMap)), to: index)
@@ -175,106 +171,13 @@ public struct SafetensorsWriter {
         return s.count >= 5 ? s : String(repeating: "0", count: 5 - s.count) + s
     }
 
-    // MARK: - File output
-
     static func writeFile(_ tensors: [Pending], metadata: [(key: String, value: String)]?, to path: String) throws {
-        let ordered = storageOrder(tensors)
-        let header = try headerBytes(ordered, metadata: metadata)
-        try AtomicFile.write(to: path) { handle in
-            var out = FDWriter(fd: handle.fileDescriptor, path: path)
-            var length = UInt64(header.count).littleEndian
-            try withUnsafeBytes(of: &length) { try out.append($0) }
-            try header.withUnsafeBytes { try out.append($0) }
-            for t in ordered { try t.bytes.withUnsafeBytes { try out.append($0) } }
-            try out.flush()
-        }
+        try SafetensorsStream.write(to: path, tensors: tensors.map(\.tensor), metadata: metadata)
     }
-
-    /// Position of each dtype in the reference's `Dtype` enum, which orders the file.
-    static func rank(_ d: DType) -> Int {
-        switch d {
-        case .bool: return 0
-        case .u8: return 1
-        case .i8: return 2
-        case .i16: return 3
-        case .u16: return 4
-        case .f16: return 5
-        case .bf16: return 6
-        case .i32: return 7
-        case .u32: return 8
-        case .f32: return 9
-        case .f64: return 10
-        case .i64: return 11
-        case .u64: return 12
-        }
-    }
-
-    static func storageOrder(_ tensors: [Pending]) -> [Pending] {
-        tensors.sorted { a, b in
-            let ra = rank(a.dtype), rb = rank(b.dtype)
-            if ra != rb { return ra > rb }
-            return a.name.utf8.lexicographicallyPrecedes(b.name.utf8)
-        }
-    }
-
-    /// The header JSON for tensors already in storage order, space-padded to a multiple of 8.
-    static func headerBytes(_ ordered: [Pending], metadata: [(key: String, value: String)]?) throws -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(64 + ordered.count * 96)
-        out.append(UInt8(ascii: "{"))
-        var first = true
-        if let metadata {
-            var keys = Set<String>()
-            out.append(contentsOf: Array("\"__metadata__\":{".utf8))
-            for (i, (k, v)) in metadata.enumerated() {
-                guard keys.insert(k).inserted else { throw SafetensorsWriterError.duplicateMetadataKey(k) }
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                appendSerdeString(k, to: &out)
-                out.append(UInt8(ascii: ":"))
-                appendSerdeString(v, to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
-            first = false
-        }
-        var offset = 0
-        for t in ordered {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            appendSerdeString(t.name, to: &out)
-            out.append(contentsOf: Array(":{\"dtype\":\"\(t.dtype.rawValue)\",\"shape\":[".utf8))
-            out.append(contentsOf: Array(t.shape.map(String.init).joined(separator: ",").utf8))
-            out.append(contentsOf: Array("],\"data_offsets\":[\(offset),\(offset + t.bytes.count)]}".utf8))
-            offset += t.bytes.count
-        }
-        out.append(UInt8(ascii: "}"))
-        while out.count % 8 != 0 { out.append(0x20) }
-        guard out.count <= SafetensorsLimits.maxHeaderBytes else { throw SafetensorsWriterError.headerTooLarge(out.count) }
-        return out
-    }
-
-    /// A JSON string as serde_json writes it: `"` `\` and control characters escaped (short
-    /// forms for \b \t \n \f \r, `\u00xx` with lowercase hex otherwise), everything else raw UTF-8.
-    static func appendSerdeString(_ s: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for b in s.utf8 {
-            switch b {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x08: out.append(contentsOf: [0x5C, UInt8(ascii: "b")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0C: out.append(contentsOf: [0x5C, UInt8(ascii: "f")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x00..<0x20: out.append(contentsOf: Array("\\u00".utf8) + [hexDigit(b >> 4), hexDigit(b & 0xF)])
-            default: out.append(b)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
-    }
-
-    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x61 + v - 10 }
 
     // MARK: - Index output
+
+    private static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x61 + v - 10 }
 
     /// The index exactly as Python's `json.dump(index, f, indent=2)` writes it.
     static func indexJSON(totalSize: Int, weightMap: [(String, String)]) -> [UInt8] {
@@ -350,55 +253,5 @@ public struct SafetensorsWriter {
         }
         let digits = middle[1..<6] + middle[10..<15]
         return digits.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
-    }
-}
-
-// MARK: - Buffered descriptor output
-
-/// Buffers small writes (headers, small tensors) and passes large tensors straight to
-/// `write(2)`, retrying partial writes and EINTR.
-private struct FDWriter {
-    let fd: Int32
-    let path: String
-    private var buffer: [UInt8] = []
-    private let capacity = 1 << 20
-
-    init(fd: Int32, path: String) {
-        self.fd = fd
-        self.path = path
-        buffer.reserveCapacity(capacity)
-    }
-
-    mutating func append(_ bytes: UnsafeRawBufferPointer) throws {
-        if buffer.count + bytes.count <= capacity {
-            buffer.append(contentsOf: bytes)
-            return
-        }
-        try flush()
-        if bytes.count < capacity {
-            buffer.append(contentsOf: bytes)
-        } else {
-            try writeAll(bytes)
-        }
-    }
-
-    mutating func flush() throws {
-        guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { try writeAll($0) }
-        buffer.removeAll(keepingCapacity: true)
-    }
-
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        guard var p = bytes.baseAddress else { return }
-        var remaining = bytes.count
-        while remaining > 0 {
-            let n = write(fd, p, min(remaining, 1 << 30))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw FileError(path, "write failed: \(String(cString: strerror(errno)))")
-            }
-            p += n
-            remaining -= n
-        }
     }
 }

@@ -3,13 +3,11 @@ import SlimIO
 
 // Writing an imported GGUF as a Hugging Face model directory, one tensor at a time.
 //
-// Why not SafetensorsWriter: it copies every tensor into memory before writing (its `add`
-// takes the bytes), which for a 7B Q4 model means 28 GB of F32. Here the header is computed
-// from names and shapes alone, then each tensor is dequantized, un-permuted, converted and
-// written before the next is decoded, so peak memory is about three copies of the largest
-// tensor. The bytes are the same as gguf_to_hf.py's (and the safetensors package's for a
-// single-dtype file): tensors sorted by name, compact header `{"__metadata__":{"format":"pt"},
-// name:{"dtype":…,"shape":[…],"data_offsets":[b,e]},…}` space-padded to a multiple of 8.
+// Each tensor is a `StreamedTensor` whose producer dequantizes, un-permutes and converts it
+// into scratch buffers shared by all tensors, so `SafetensorsStream` writes it before the next
+// one is decoded: peak memory is about three copies of the largest tensor, not the whole model
+// (a 7B Q4 model would be 28 GB of F32). With one dtype the stream's storage order is by name,
+// which is what gguf_to_hf.py (and the safetensors package) write.
 
 extension GGUFImport {
     /// Writes `model.safetensors` (in `dtype`: F32, F16 or BF16), `tokenizer.json`,
@@ -40,57 +38,32 @@ extension GGUFImport {
         try AtomicFile.write(text: JSON.object(cfg).serialized(pretty: true), to: file("config.json"))
     }
 
-    /// Streams every tensor, sorted by name, into a safetensors file at `path`.
+    /// Streams every tensor into a safetensors file at `path` with `{"format":"pt"}` metadata.
+    /// `dtype` must be F32, F16 or BF16 (checked by `write(directory:dtype:)`).
     func writeSafetensors(to path: String, dtype: DType) throws {
-        let ordered = entries.sorted { $0.hfName.utf8.lexicographicallyPrecedes($1.hfName.utf8) }
-        let header = Self.safetensorsHeader(ordered.map { ($0.hfName, $0.shape) }, dtype: dtype)
-        let largest = ordered.map(\.elementCount).max() ?? 0
+        let largest = entries.map(\.elementCount).max() ?? 0
         let floats = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(largest, 1))
         defer { floats.deallocate() }
         let halves = UnsafeMutableBufferPointer<UInt16>.allocate(capacity: dtype == .f32 ? 1 : max(largest, 1))
         defer { halves.deallocate() }
 
-        try AtomicFile.write(to: path) { handle in
-            var length = UInt64(header.count).littleEndian
-            try handle.write(contentsOf: Data(bytes: &length, count: 8))
-            try handle.write(contentsOf: header)
-            for e in ordered {
+        // Producers run one at a time during the write, so they can share the scratch buffers.
+        let tensors = entries.map { e in
+            StreamedTensor(name: e.hfName, dtype: dtype, shape: e.shape) { emit in
                 let values = UnsafeMutableBufferPointer(rebasing: floats[0..<e.elementCount])
-                try decode(e, into: values)
-                let bytes: UnsafeRawBufferPointer
+                try self.decode(e, into: values)
                 switch dtype {
                 case .f16:
                     for i in 0..<values.count { halves[i] = F16.encode(values[i]).littleEndian }
-                    bytes = UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: halves[0..<values.count]))
+                    try emit(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: halves[0..<values.count])))
                 case .bf16:
                     for i in 0..<values.count { halves[i] = BF16.encode(values[i]).littleEndian }
-                    bytes = UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: halves[0..<values.count]))
+                    try emit(UnsafeRawBufferPointer(UnsafeMutableBufferPointer(rebasing: halves[0..<values.count])))
                 default:
-                    bytes = UnsafeRawBufferPointer(values)
+                    try emit(UnsafeRawBufferPointer(values))
                 }
-                guard let base = bytes.baseAddress, bytes.count > 0 else { continue }
-                try handle.write(contentsOf: Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base),
-                                                  count: bytes.count, deallocator: .none))
             }
         }
-    }
-
-    /// The safetensors header for `tensors` (already in storage order), padded with spaces to
-    /// a multiple of 8. Names come from the fixed HF naming scheme (ASCII letters, digits,
-    /// dots and underscores), so they need no JSON escaping.
-    static func safetensorsHeader(_ tensors: [(name: String, shape: [Int])], dtype: DType) -> Data {
-        var s = #"{"__metadata__":{"format":"pt"}"#
-        var offset = 0
-        for (name, shape) in tensors {
-            let bytes = shape.reduce(1, *) * dtype.byteSize
-            s += ",\"\(name)\":{\"dtype\":\"\(dtype.rawValue)\",\"shape\":["
-                + shape.map(String.init).joined(separator: ",")
-                + "],\"data_offsets\":[\(offset),\(offset + bytes)]}"
-            offset += bytes
-        }
-        s += "}"
-        var data = Data(s.utf8)
-        while data.count % 8 != 0 { data.append(0x20) }
-        return data
+        try SafetensorsStream.write(to: path, tensors: tensors, metadata: [("format", "pt")])
     }
 }

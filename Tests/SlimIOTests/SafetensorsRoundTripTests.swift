@@ -45,7 +45,7 @@ final class SafetensorsRoundTripTests: XCTestCase {
             XCTAssertEqual(Array(view.bytes), bytes, name)
         }
         // Storage order: descending dtype rank (U64 ... BOOL), then name; data 8-byte aligned.
-        let ranks = file.tensorNames.map { expected[$0].map { SafetensorsWriter.rank($0.0) } ?? -1 }
+        let ranks = file.tensorNames.map { expected[$0].map { SafetensorsStream.rank($0.0) } ?? -1 }
         XCTAssertEqual(ranks, ranks.sorted(by: >))
         let headerLength = try STFixture.bytes(of: path).prefix(8).map { $0 }.loadAll(as: UInt64.self).first
         XCTAssertEqual(headerLength.map { $0 % 8 }, 0)

@@ -71,47 +71,6 @@ final class PipelineComponentsTests: XCTestCase {
         XCTAssertThrowsError(try ActivationStore(samples: Int.max / 2, rows: 4, cols: 4, storage: .f32))
     }
 
-    // MARK: Streamed safetensors
-
-    /// The streaming writer produces the bytes of SlimIO's SafetensorsWriter (itself
-    /// byte-identical to the Python package) for the same tensors and metadata.
-    func testStreamedSafetensorsMatchTheBufferedWriter() throws {
-        let dir = try TestFixtures.temporaryDirectory(self)
-        let f32: [Float] = [1, -2, 3.5, 0, 7, 8]
-        let f16: [UInt16] = [0x3C00, 0xC000, 0x7BFF]
-        var writer = SafetensorsWriter()
-        writer.metadata = [("format", "pt")]
-        try writer.add(name: "b.weight", floats: f32, shape: [2, 3], as: .f32)
-        try f16.withUnsafeBytes { try writer.add(name: "a\"q\n", dtype: .f16, shape: [3], bytes: $0) }
-        try writer.add(name: "c", floats: [], shape: [0, 4], as: .f32)
-        try writer.write(to: dir + "/buffered.safetensors")
-
-        let tensors = [
-            StreamedTensor(name: "c", dtype: .f32, shape: [0, 4]) { _ in },
-            StreamedTensor(name: "b.weight", dtype: .f32, shape: [2, 3]) { emit in
-                try f32.withUnsafeBytes { raw in
-                    try emit(UnsafeRawBufferPointer(rebasing: raw[0..<8]))
-                    try emit(UnsafeRawBufferPointer(rebasing: raw[8...]))
-                }
-            },
-            StreamedTensor(name: "a\"q\n", dtype: .f16, shape: [3]) { emit in try f16.withUnsafeBytes { try emit($0) } },
-        ]
-        try SafetensorsStream.write(to: dir + "/streamed.safetensors", tensors: tensors, metadata: [("format", "pt")])
-        let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/buffered.safetensors"))
-        let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/streamed.safetensors"))
-        XCTAssertEqual(a, b)
-
-        // A producer that emits too few bytes leaves no file behind.
-        let short = [StreamedTensor(name: "x", dtype: .f32, shape: [2]) { emit in try f32.withUnsafeBytes {
-            try emit(UnsafeRawBufferPointer(rebasing: $0[0..<4]))
-        } }]
-        XCTAssertThrowsError(try SafetensorsStream.write(to: dir + "/short.safetensors", tensors: short, metadata: nil)) {
-            XCTAssertTrue("\($0)".contains("wrote 4 of 8 bytes"), "\($0)")
-        }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/short.safetensors"))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix(".") }, [])
-    }
-
     // MARK: Layer slices
 
     /// A one-layer slice computes exactly what the full model's layer computes, captures included.
