@@ -103,7 +103,7 @@ echo "evaluation: WikiText-2 test, paper protocol, ctx 2048${max_windows:+, firs
 
 echo "== fp" >&2
 fp_ppl=$(run_eval "$model" fp)
-rows+=("| fp32 | 32 | - | 32.00 | $fp_ppl | - |")
+rows+=("$(printf '| fp32 | 32 | - | 32.00 | %.3f | - |' "$fp_ppl")")
 
 for group in $groups; do
     for bits in $bits_list; do
@@ -119,7 +119,7 @@ for group in $groups; do
             seconds=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
             avg=$(json_number average_bits "$work/$name.json")
             ppl=$(run_eval "$work/$name" "$name")
-            rows+=("$(printf '| %s | %s | %s | %.3f | %s | %.0f s |' "$method" "$bits" "$group" "$avg" "$ppl" "$seconds")")
+            rows+=("$(printf '| %s | %s | %s | %.3f | %.3f | %.0f s |' "$method" "$bits" "$group" "$avg" "$ppl" "$seconds")")
             [ "$keep" = 1 ] || rm -rf "$work/$name"
         done
     done

@@ -59,8 +59,10 @@ public struct ModuleReport: Sendable, Equatable {
         guard let layer = json["layer"]?.int, let key = json["module"]?.string,
               let kind = LinearKind.allCases.first(where: { AllocationFile.key($0) == key }),
               let shape = json["shape"]?.array, shape.count == 2, let rows = shape[0].int, let columns = shape[1].int,
-              let bitsJSON = json["bits"]?.array, let proxy = json["proxy_loss"]?.double,
-              let mse = json["mse"]?.double, let seconds = json["seconds"]?.double else { return nil }
+              let bitsJSON = json["bits"]?.array else { return nil }
+        // Non-finite statistics are serialized as null.
+        let proxy = json["proxy_loss"]?.double ?? .nan, mse = json["mse"]?.double ?? .nan
+        let seconds = json["seconds"]?.double ?? .nan
         let bits = bitsJSON.compactMap(\.int)
         guard bits.count == bitsJSON.count else { return nil }
         self.init(layer: layer, kind: kind, rows: rows, columns: columns, bits: bits, searchBest: json["sba_best"]?.int,

@@ -1,6 +1,12 @@
 import Foundation
 import SlimIO
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 // The resume state of a run. After each finished decoder layer it holds everything needed to
 // continue as if never stopped, each file written atomically:
 //
@@ -8,6 +14,7 @@ import SlimIO
 //   layer-00000.safetensors    the fake-quantized F16 linear weights of each finished layer
 //   inputs-00003.safetensors   the calibration activations entering the next layer
 //   state.json                 next layer, allocation and module reports so far (commit point)
+//   lock                       flock(2)ed while a process uses the directory
 //
 // A layer is committed by writing its weights and the next inputs first and state.json last, so
 // a crash at any moment leaves either the previous or the new state, both consistent. The
@@ -58,13 +65,32 @@ struct WorkState: Equatable {
 final class WorkDirectory {
     let path: String
     private(set) var state: WorkState
+    /// The locked `lock` file (closed, and so unlocked, at deinit).
+    private let lockDescriptor: Int32
 
     static let manifestName = "manifest.json"
     static let stateName = "state.json"
+    static let lockName = "lock"
 
-    private init(path: String, state: WorkState) {
+    private init(path: String, state: WorkState, lockDescriptor: Int32) {
         self.path = path
         self.state = state
+        self.lockDescriptor = lockDescriptor
+    }
+
+    deinit { close(lockDescriptor) }
+
+    /// Locks `<path>/lock` (created if needed) so two runs never share a work directory.
+    /// - Throws: `FileError` when another process holds it or it cannot be opened.
+    static func lock(_ path: String) throws -> Int32 {
+        let lockPath = (path as NSString).appendingPathComponent(lockName)
+        let fd = openLockFile(lockPath)
+        guard fd >= 0 else { throw FileError(lockPath, "cannot open: \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw FileError(path, "is in use by another slim-quant quantize process")
+        }
+        return fd
     }
 
     func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
@@ -85,26 +111,33 @@ final class WorkDirectory {
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw FileError(path, "work directory path exists and is not a directory") }
-            let entries = (try? fm.contentsOfDirectory(atPath: path)) ?? []
+            let entries = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != lockName }
             if !entries.isEmpty {
                 let manifestPath = (path as NSString).appendingPathComponent(manifestName)
                 guard let stored = try? readJSON(manifestPath).flatMap(RunManifest.init(json:)) else {
                     throw FileError(path, "exists and is not a slim-quant work directory (no valid \(manifestName)); "
                         + "remove it or choose another --work-dir")
                 }
+                // Locked before anything is read or deleted: the directory may be in use.
+                let fd = try lock(path)
                 if resume {
-                    let diffs = stored.differences(from: manifest)
-                    guard diffs.isEmpty else {
-                        throw FileError(path, "holds an interrupted run with different parameters (\(diffs.joined(separator: "; "))): "
-                            + "rerun with the same options to resume, or pass --no-resume to start over")
+                    do {
+                        let diffs = stored.differences(from: manifest)
+                        guard diffs.isEmpty else {
+                            throw FileError(path, "holds an interrupted run with different parameters (\(diffs.joined(separator: "; "))): "
+                                + "rerun with the same options to resume, or pass --no-resume to start over")
+                        }
+                        let statePath = (path as NSString).appendingPathComponent(stateName)
+                        let state = fm.fileExists(atPath: statePath)
+                            ? try WorkState(json: try readJSON(statePath) ?? .null, path: statePath) : WorkState()
+                        try checkFiles(in: path, state: state)
+                        return WorkDirectory(path: path, state: state, lockDescriptor: fd)
+                    } catch {
+                        close(fd)
+                        throw error
                     }
-                    let statePath = (path as NSString).appendingPathComponent(stateName)
-                    let state = fm.fileExists(atPath: statePath)
-                        ? try WorkState(json: try readJSON(statePath) ?? .null, path: statePath) : WorkState()
-                    let dir = WorkDirectory(path: path, state: state)
-                    try dir.checkFiles()
-                    return dir
                 }
+                defer { close(fd) }
                 do { try fm.removeItem(atPath: path) } catch {
                     throw FileError(path, "cannot remove the previous work directory: \(error.localizedDescription)")
                 }
@@ -113,18 +146,20 @@ final class WorkDirectory {
         do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw FileError(path, "cannot create the work directory: \(error.localizedDescription)")
         }
-        let dir = WorkDirectory(path: path, state: WorkState())
+        let dir = WorkDirectory(path: path, state: WorkState(), lockDescriptor: try lock(path))
         try AtomicFile.write(text: manifest.toJSON().serialized(pretty: true) + "\n", to: dir.file(manifestName))
         return dir
     }
 
-    /// Checks that the files the state refers to exist.
-    private func checkFiles() throws {
-        for l in 0..<state.nextLayer where !FileManager.default.fileExists(atPath: file(Self.layerFileName(l))) {
-            throw FileError(file(Self.layerFileName(l)), "missing from the work directory; pass --no-resume to start over")
-        }
-        if let inputs = state.inputsFile, !FileManager.default.fileExists(atPath: file(inputs)) {
-            throw FileError(file(inputs), "missing from the work directory; pass --no-resume to start over")
+    /// Checks that the files `state` refers to exist in `path`.
+    private static func checkFiles(in path: String, state: WorkState) throws {
+        var needed = (0..<state.nextLayer).map(layerFileName)
+        if let inputs = state.inputsFile { needed.append(inputs) }
+        for name in needed {
+            let file = (path as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: file) else {
+                throw FileError(file, "missing from the work directory; pass --no-resume to start over")
+            }
         }
     }
 
@@ -187,4 +222,9 @@ final class WorkDirectory {
             throw FileError(path, "cannot remove the work directory: \(error.localizedDescription)")
         }
     }
+}
+
+/// open(2) for the lock file, outside `WorkDirectory` whose `open` shadows the C function.
+private func openLockFile(_ path: String) -> Int32 {
+    open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
 }

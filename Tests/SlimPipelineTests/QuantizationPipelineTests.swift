@@ -90,6 +90,28 @@ final class QuantizationPipelineTests: XCTestCase {
         XCTAssertEqual(summary.allocation.histogram, [3: 90])
     }
 
+    /// Two runs never share a work directory; a foreign directory is never deleted.
+    func testWorkDirectoryIsLockedAndForeignDirectoriesAreKept() throws {
+        let dir = try TestFixtures.temporaryDirectory(self)
+        let manifest = RunManifest(parameters: ["bits": 2])
+        var first: WorkDirectory? = try WorkDirectory.open(path: dir + "/work", manifest: manifest, resume: true)
+        XCTAssertThrowsError(try WorkDirectory.open(path: dir + "/work", manifest: manifest, resume: false)) {
+            XCTAssertTrue("\($0)".contains("in use by another slim-quant quantize process"), "\($0)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/work/manifest.json"), "not deleted while in use")
+        XCTAssertNotNil(first)
+        first = nil  // releases the lock
+        let second = try WorkDirectory.open(path: dir + "/work", manifest: manifest, resume: true)
+        XCTAssertEqual(second.state.nextLayer, 0)
+
+        try FileManager.default.createDirectory(atPath: dir + "/mine", withIntermediateDirectories: true)
+        try "keep".write(toFile: dir + "/mine/data.txt", atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try WorkDirectory.open(path: dir + "/mine", manifest: manifest, resume: false)) {
+            XCTAssertTrue("\($0)".contains("not a slim-quant work directory"), "\($0)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/mine/data.txt"))
+    }
+
     /// fp16 activation storage halves the buffer; the quantization errors stay close to fp32's.
     func testHalfPrecisionActivations() throws {
         let dir = try TestFixtures.temporaryDirectory(self)
