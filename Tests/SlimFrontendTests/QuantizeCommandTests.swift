@@ -164,6 +164,7 @@ final class QuantizeCommandTests: XCTestCase {
         let both = quantize("gptq", bits: 4, out: dir + "/x", ["--dataset", "ptb"])
         XCTAssertEqual(both.code, .usage)
         XCTAssertTrue(both.err.contains("cannot be combined"), both.err)
+        XCTAssertEqual(quantize("gptq", bits: 4, out: dir + "/x", ["--data-dir", dir]).code, .usage)
         let compat = quantize("slim", bits: 2, out: dir + "/x", ["--reference-compat", "doubleDamp,warp"])
         XCTAssertEqual(compat.code, .usage)
         XCTAssertTrue(compat.err.contains("'warp'"), compat.err)

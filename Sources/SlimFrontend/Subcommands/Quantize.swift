@@ -76,6 +76,7 @@ struct QuantizeCommand: SlimCommand {
         let calibration: CalibrationSource
         if let file = args.string("calibration") {
             guard !args.isSet("dataset") else { throw UsageError("'--calibration' and '--dataset' cannot be combined") }
+            guard !args.isSet("data-dir") else { throw UsageError("'--data-dir' applies to '--dataset', not to '--calibration'") }
             calibration = .file(file)
         } else {
             calibration = .dataset(try args.choice("dataset", default: DatasetName.wikitext2), dataDir: args.string("data-dir"))
