@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], exclude: ["Fixtures"], swiftSettings: simdFlags),
-        .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimTestSupport"]),
+        .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
     ],
