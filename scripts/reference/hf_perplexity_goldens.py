@@ -20,8 +20,9 @@ Why not AutoTokenizer: with transformers 5.x, SmolLM2's tokenizer_config.json
 ("tokenizer_class": "GPT2Tokenizer") makes AutoTokenizer rebuild a GPT-2 tokenizer from the
 vocabulary and merges, dropping tokenizer.json's Digits(individual_digits) pre-tokenizer: on
 WikiText-2 test it yields 304,986 tokens instead of the trained tokenizer's 304,978 (first
-difference at token 66,557, "1000" split as one piece). transformers 4.x loaded tokenizer.json
-as is. The script checks its ids against the `tokenizers` library on the same file.
+difference at token 66,557: without the digit split, the whitespace run " \\n\\n\\n " before
+"1" is cut as "Ġ" "ĊĊĊ" "Ġ" instead of "ĠĊĊ" "ĊĠ"). transformers 4.x loaded tokenizer.json as
+is. The script checks its ids against the `tokenizers` library on the same file.
 
 The loss is computed from the fp32 logits with log-softmax in float64 (the reference code
 accumulates the same quantity in float32; the difference is ~1e-7 relative, far below the
