@@ -54,7 +54,7 @@ let package = Package(
         // Test targets exclude their committed Fixtures/ directories: tests read them by path.
         .target(name: "SlimTestSupport", path: "Tests/SlimTestSupport"),
         .testTarget(name: "SlimIOTests", dependencies: ["SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimTokenizerTests", dependencies: ["SlimTokenizer", "SlimIO", "SlimData", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimModelTests", dependencies: ["SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimDataTests", dependencies: ["SlimData", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),

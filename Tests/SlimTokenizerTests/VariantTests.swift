@@ -1,3 +1,4 @@
+import SlimData
 import Foundation
 import SlimIO
 @testable import SlimTokenizer
