@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels"], swiftSettings: simdFlags),
         // Quantization algorithms: RTN, GPTQ, SliM-LLM (salience, SBA, SQC), calibration RNG.
         .target(name: "SlimQuant", dependencies: ["SlimKernels"], swiftSettings: simdFlags),
+        // Packing: the slim-packed mixed-precision format, its scalar reference and CPU kernels.
+        .target(name: "SlimPacking", dependencies: ["SlimIO", "SlimKernels"], swiftSettings: simdFlags),
         // Quantization pipeline: calibration, layer-by-layer driver, allocation files, outputs.
         .target(name: "SlimPipeline", dependencies: ["SlimIO", "SlimModel", "SlimQuant", "SlimRuntime", "SlimData"]),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
@@ -61,6 +63,7 @@ let package = Package(
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], exclude: ["Fixtures"], swiftSettings: simdFlags),
         .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimPackingTests", dependencies: ["SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
     ],

@@ -28,7 +28,7 @@ extension Kernels {
     /// other load simply takes fewer of them; `worker` identifies the thread's private scratch.
     /// Returns when every item is done (`concurrentPerform` joins its iterations), which is the
     /// only synchronisation the kernels need: items write disjoint outputs.
-    static func parallelItems(workers: Int, items: Int, _ body: @Sendable (Int, Int) -> Void) {
+    public static func parallelItems(workers: Int, items: Int, _ body: @Sendable (Int, Int) -> Void) {
         if workers <= 1 || items <= 1 {
             for item in 0..<items { body(0, item) }
             return
@@ -42,7 +42,7 @@ extension Kernels {
     /// Splits `0..<total` into `parts` contiguous ranges whose inner boundaries are multiples
     /// of `granule` (the last range absorbs the remainder). Returns fewer ranges when there
     /// are fewer granules than parts; never returns an empty range unless `total == 0`.
-    static func splitRange(_ total: Int, parts: Int, granule: Int) -> [Range<Int>] {
+    public static func splitRange(_ total: Int, parts: Int, granule: Int) -> [Range<Int>] {
         if total <= 0 { return [0..<0] }
         let granules = (total + granule - 1) / granule
         let count = max(1, min(parts, granules))
@@ -63,7 +63,7 @@ extension Kernels {
     /// The number of workers worth starting for `work` units when each worker should get at
     /// least `minimumPerWorker` of them, bounded by the caller's `threads` (at least 1).
     @inline(__always)
-    static func workerCount(threads: Int, work: Int, minimumPerWorker: Int) -> Int {
+    public static func workerCount(threads: Int, work: Int, minimumPerWorker: Int) -> Int {
         guard threads > 1, minimumPerWorker > 0 else { return 1 }
         return max(1, min(threads, work / minimumPerWorker))
     }
