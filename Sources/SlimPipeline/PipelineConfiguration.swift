@@ -101,7 +101,8 @@ extension ReferenceCompat {
     /// Flag names as the CLI spells them, in a fixed order.
     public static let names: [(name: String, flag: ReferenceCompat)] = [
         ("doubleDamp", .doubleDamp), ("symLeak", .symLeak), ("searchRange", .searchRange),
-        ("klBiasOnlyInReference", .klBiasOnlyInReference),
+        ("klBiasOnlyInReference", .klBiasOnlyInReference), ("fp32Parameters", .fp32Parameters),
+        ("ternarySign", .ternarySign),
     ]
 
     /// Parses "doubleDamp,symLeak", "all" or "" (none).

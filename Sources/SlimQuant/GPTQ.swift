@@ -32,6 +32,7 @@ public enum GPTQ {
     /// - Precondition: shapes are consistent (checked by `LinearQuantizer`).
     public static func run(weight: inout [Float], rows: Int, columns: Int, groupSize: Int, bits: [UInt8],
                            symmetricZero: [Bool] = [], fit: GroupFit, factor: InverseHessianFactor?,
+                           halfParameters: Bool = true, ternarySign: Bool = false,
                            threads: Int = Kernels.defaultThreads) -> Output {
         let groups = Shape.groupCount(columns: columns, groupSize: groupSize)
         precondition(bits.count == groups && weight.count == rows * columns, "GPTQ.run: inconsistent shapes")
@@ -51,7 +52,7 @@ public enum GPTQ {
                     let start = g * groupSize, end = min(columns, start + groupSize)
                     quantizeGroup(g, columns: start..<end, w: w, rows: rows, stride: columns, groups: groups,
                                   bits: Int(bits[g]), symmetricZero: g < symmetricZero.count && symmetricZero[g],
-                                  fit: fit, u: u, work: work, threads: threads)
+                                  fit: fit, u: u, half: halfParameters, ternary: ternarySign, work: work, threads: threads)
                     // Lazy block update of every later column: W[:, e:] += (−Err)·U[s:e, e:].
                     if let u, end < columns {
                         Kernels.sgemmNN(m: rows, n: columns - end, k: end - start, a: work.negativeErrors, lda: end - start,
@@ -102,7 +103,7 @@ public enum GPTQ {
     /// the group (rows are independent here, so they run in parallel).
     private static func quantizeGroup(_ g: Int, columns range: Range<Int>, w: UnsafeMutablePointer<Float>, rows: Int,
                                       stride: Int, groups: Int, bits b: Int, symmetricZero sym: Bool, fit: GroupFit,
-                                      u: UnsafePointer<Float>?, work: Workspace, threads: Int) {
+                                      u: UnsafePointer<Float>?, half: Bool, ternary: Bool, work: Workspace, threads: Int) {
         let s = range.lowerBound, n = range.count
         // Salient-element loss weights, only when they can matter (λ ≠ 1).
         var elementWeights: [Float] = []
@@ -114,14 +115,15 @@ public enum GPTQ {
             parallelChunks(count: rows, threads: threads, grain: 16) { chunk in
                 for r in chunk {
                     let row = w + r * stride + s
-                    let p = QuantPrimitives.fitRow(row, count: n, bits: b, fit: fit, symmetricZero: sym,
-                                                   elementWeights: weights.map { $0 + r * n })
+                    let fitted = QuantPrimitives.fitRow(row, count: n, bits: b, fit: fit, symmetricZero: sym,
+                                                        elementWeights: weights.map { $0 + r * n })
+                    let p = half ? QuantPrimitives.halfPrecision(fitted, bits: b) : fitted
                     work.scales[r * groups + g] = p.scale
                     work.zeros[r * groups + g] = p.zero
                     var rowSum = 0.0
                     for c in 0..<n {
                         let value = row[c]
-                        let (code, q) = QuantPrimitives.quantize(value, bits: b, parameters: p)
+                        let (code, q) = QuantPrimitives.quantize(value, bits: b, parameters: p, ternary: ternary)
                         work.codes[r * stride + s + c] = code
                         row[c] = q
                         guard let u else {

@@ -203,7 +203,8 @@ public final class LinearQuantizer {
         let useFeedback = options.method != .rtn
         let output = GPTQ.run(weight: &w, rows: rows, columns: columns, groupSize: options.groupSize, bits: bits,
                               symmetricZero: symmetric, fit: fit, factor: useFeedback ? factor : nil,
-                              threads: options.threads)
+                              halfParameters: !options.compat.contains(.fp32Parameters),
+                              ternarySign: options.compat.contains(.ternarySign), threads: options.threads)
         var squared = 0.0
         for x in 0..<w.count {
             let d = Double(weight[x]) - Double(w[x])

@@ -42,8 +42,22 @@ public struct ReferenceCompat: OptionSet, Sendable, Hashable {
     /// candidate outputs X·Ŵᵀ. Clean: the bias is added on both sides. (LLaMA has no biases.)
     public static let klBiasOnlyInReference = ReferenceCompat(rawValue: 1 << 3)
 
+    /// Spec §4.1, §6: the reference keeps scales, zero points, α and μ in fp32 while it
+    /// quantizes (its packer casts them to fp16 afterwards, so its kernel computes with other
+    /// values than its fake-quantized model). Clean: every fitted scale, α and μ is rounded to
+    /// fp16 before it is used, so the packed checkpoint decodes to exactly the fake-quantized
+    /// weights GPTQ's error feedback saw.
+    public static let fp32Parameters = ReferenceCompat(rawValue: 1 << 4)
+
+    /// Spec §4.1: `torch.sign(w − μ)` is 0 for a weight equal to its group's mean, a third level
+    /// (ŵ = μ) that a 1-bit code cannot hold (the reference stores 2 bits per 1-bit weight).
+    /// Clean: sign(0) = +1, so 1-bit groups are truly binary. Checkpoints quantized with this
+    /// flag can only be written as fake-quantized weights.
+    public static let ternarySign = ReferenceCompat(rawValue: 1 << 5)
+
     /// Every quirk above.
-    public static let all: ReferenceCompat = [.doubleDamp, .symLeak, .searchRange, .klBiasOnlyInReference]
+    public static let all: ReferenceCompat = [.doubleDamp, .symLeak, .searchRange, .klBiasOnlyInReference,
+                                              .fp32Parameters, .ternarySign]
 }
 
 // MARK: - Methods and options

@@ -4,6 +4,8 @@
 // Arithmetic follows the reference's float32 formulas operation for operation (divisions stay
 // divisions, no fused multiply-adds), so parameters match the reference up to its own rounding.
 
+import SlimKernels
+
 // MARK: - Types
 
 /// How the per-(row, group) parameters of a b ≥ 2-bit group are chosen.
@@ -104,11 +106,12 @@ public enum QuantPrimitives {
         return RowParameters(scale: Float(sumAbs / Double(count)), zero: Float(sum / Double(count)))
     }
 
-    /// sign(w − μ) ∈ {−1, 0, +1} (sign(0) = 0, as torch.sign).
+    /// sign(w − μ): ±1, and for w == μ either +1 (clean, binary) or 0 (`ternary`, as
+    /// torch.sign; `ReferenceCompat.ternarySign`).
     @inline(__always)
-    public static func binarySign(_ w: Float, mean: Float) -> Float {
+    public static func binarySign(_ w: Float, mean: Float, ternary: Bool = false) -> Float {
         let d = w - mean
-        return d > 0 ? 1 : (d < 0 ? -1 : 0)
+        return d > 0 ? 1 : (d < 0 ? -1 : (ternary ? 0 : 1))
     }
 
     /// The stored code of a 1-bit weight: the two-bit two's complement of sign(w − μ)
@@ -190,17 +193,33 @@ public enum QuantPrimitives {
     }
 
     /// Quantizes one weight with its row parameters: returns the stored code (b ≥ 2: q ∈
-    /// [0, 2^b − 1]; b = 1: see `binaryCode`) and the dequantized value.
+    /// [0, 2^b − 1]; b = 1: see `binaryCode`; `ternary` as in `binarySign`) and the
+    /// dequantized value.
     @inline(__always)
-    public static func quantize(_ w: Float, bits: Int, parameters p: RowParameters) -> (code: UInt8, value: Float) {
+    public static func quantize(_ w: Float, bits: Int, parameters p: RowParameters,
+                                ternary: Bool = false) -> (code: UInt8, value: Float) {
         if bits == 1 {
-            let sign = binarySign(w, mean: p.zero)
+            let sign = binarySign(w, mean: p.zero, ternary: ternary)
             return (binaryCode(sign: sign), sign * p.scale + p.zero)
         }
         let maxq = Float((1 << bits) - 1)
         let q = code(w, scale: p.scale, zero: p.zero, maxq: maxq)
         // q ∈ [0, maxq] unless w or the parameters are NaN; never trap on that.
         return (q >= 0 && q <= 255 ? UInt8(q) : 0, dequantize(code: q, scale: p.scale, zero: p.zero))
+    }
+
+    /// The parameters rounded to fp16 values, the precision the packed format stores: s, α
+    /// and μ round to nearest even; a nonzero s that would round to 0 becomes the smallest
+    /// fp16 subnormal (2⁻²⁴) and one beyond the fp16 range becomes 65504, so b ≥ 2 scales stay
+    /// positive and finite. z is an integer already.
+    public static func halfPrecision(_ p: RowParameters, bits: Int) -> RowParameters {
+        func half(_ x: Float) -> Float {
+            guard x.isFinite else { return x }
+            return Kernels.Reference.f16ToF32(Kernels.Reference.f32ToF16(Swift.min(Swift.max(x, -65504), 65504)))
+        }
+        var scale = half(p.scale)
+        if bits >= 2, scale == 0, p.scale > 0 { scale = 0x1p-24 }
+        return RowParameters(scale: scale, zero: bits == 1 ? half(p.zero) : p.zero)
     }
 
     /// Plain RTN of a row segment (min-max fit at `bits`, or binary for 1 bit) written to

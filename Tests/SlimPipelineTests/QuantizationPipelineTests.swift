@@ -123,9 +123,14 @@ final class QuantizationPipelineTests: XCTestCase {
         let half = try QuantizationPipeline(configuration: halfConfig).run()
         XCTAssertEqual(half.activationBytes * 2, full.activationBytes)
         XCTAssertEqual(full.activationBytes, 4 * 64 * 64 * 4)
+        // Per module within 15 % (a flipped rounding in a 64-wide layer moves one module's MSE by
+        // several per cent), in total within 3 %.
         for (a, b) in zip(full.modules, half.modules) {
-            XCTAssertEqual(a.meanSquaredError, b.meanSquaredError, accuracy: 0.05 * a.meanSquaredError, "\(a.layer) \(a.kind)")
+            XCTAssertEqual(a.meanSquaredError, b.meanSquaredError, accuracy: 0.15 * a.meanSquaredError, "\(a.layer) \(a.kind)")
         }
+        let totalFull = full.modules.reduce(0) { $0 + $1.meanSquaredError }
+        let totalHalf = half.modules.reduce(0) { $0 + $1.meanSquaredError }
+        XCTAssertEqual(totalHalf, totalFull, accuracy: 0.03 * totalFull)
         let config = try WorkDirectory.readJSON(dir + "/f16/config.json")
         XCTAssertEqual(config?["quantization_config"]?["activations"]?.string, "f16")
     }

@@ -49,8 +49,12 @@ enum Float64GPTQ {
         return bits
     }
 
+    /// The clean quantizer stores s, α and μ as fp16 (round to nearest even, a nonzero scale
+    /// never below 2⁻²⁴); `half: false` is `ReferenceCompat.fp32Parameters`.
+    static func fp16(_ x: Double) -> Double { Double(Float16(Float(x))) }
+
     static func run(weight: [Double], rows: Int, columns: Int, groupSize: Int, bits: [Int], u: [Double],
-                    sqc: Bool, tau: [Double]) -> Result {
+                    sqc: Bool, tau: [Double], half: Bool = true, ternary: Bool = false) -> Result {
         var w = weight
         let k = bits.count
         var result = Result(q: w, scales: [Double](repeating: 0, count: rows * k), zeros: [Double](repeating: 0, count: rows * k),
@@ -83,13 +87,17 @@ enum Float64GPTQ {
                         }
                     }
                 }
+                if half {
+                    scale = max(fp16(scale), b == 1 ? 0 : 0x1p-24)
+                    if b == 1 { zero = fp16(zero) }
+                }
                 result.scales[r * k + g] = scale
                 result.zeros[r * k + g] = zero
                 for c in 0..<n {
                     let x = w[r * columns + s + c]
                     let q: Double
                     if b == 1 {
-                        let sign: Double = x > zero ? 1 : (x < zero ? -1 : 0)
+                        let sign: Double = x > zero ? 1 : (x < zero ? -1 : (ternary ? 0 : 1))
                         q = sign * scale + zero
                         result.codes[r * columns + s + c] = sign > 0 ? 1 : (sign < 0 ? 3 : 0)
                     } else {
@@ -122,7 +130,7 @@ final class GPTQReferenceTests: XCTestCase {
 
     /// Runs SlimQuant and the float64 reference on the same data and compares everything.
     private func compare(method: QuantMethod, bits n: Int, allocationCount: Int?, rows: Int = 24, columns: Int = 96,
-                         groupSize: Int = 32, deadColumn: Int? = nil, seed: UInt64,
+                         groupSize: Int = 32, deadColumn: Int? = nil, compat: ReferenceCompat = [], seed: UInt64,
                          file: StaticString = #filePath, line: UInt = #line) throws {
         var xs = makeActivations(samples: 4, tokens: 64, columns: columns, seed: seed)
         if let deadColumn { for s in xs.indices { for t in 0..<64 { xs[s][t * columns + deadColumn] = 0 } } }
@@ -132,7 +140,8 @@ final class GPTQReferenceTests: XCTestCase {
         let acc = try HessianAccumulator(columns: columns)
         for x in xs { try acc.add(x) }
         let quantizer = try LinearQuantizer(weight: weight, rows: rows, columns: columns, hessian: acc.hessian(),
-                                            options: QuantizationOptions(method: method, bits: n, groupSize: groupSize))
+                                            options: QuantizationOptions(method: method, bits: n, groupSize: groupSize,
+                                                                         compat: compat))
         let out = try quantizer.quantize(allocation: allocationCount.map { .mixed(count: $0) } ?? .uniform)
 
         let (u, dead) = Float64GPTQ.factor(Float64GPTQ.hessian(xs, columns: columns), columns, percdamp: 0.01)
@@ -143,7 +152,8 @@ final class GPTQReferenceTests: XCTestCase {
             Float64GPTQ.salienceBits(w: w64, rows: rows, columns: columns, groupSize: groupSize, u: u, count: $0, n: n)
         } ?? [Int](repeating: n, count: k)
         let ref = Float64GPTQ.run(weight: w64, rows: rows, columns: columns, groupSize: groupSize, bits: bits, u: u,
-                                  sqc: method == .slim, tau: try tauGrid())
+                                  sqc: method == .slim, tau: try tauGrid(), half: !compat.contains(.fp32Parameters),
+                                  ternary: compat.contains(.ternarySign))
 
         XCTAssertEqual(out.bits.map(Int.init), bits, "bits per group", file: file, line: line)
         XCTAssertEqual(out.stats.deadColumns, dead.count, file: file, line: line)
@@ -192,6 +202,12 @@ final class GPTQReferenceTests: XCTestCase {
         try compare(method: .slim, bits: 3, allocationCount: 0, seed: 5)     // uniform through .mixed(0)
     }
 
+    func testReferenceParameterPrecisionAndTernarySign() throws {
+        // The reference keeps fp32 parameters and torch.sign's 0.
+        try compare(method: .slim, bits: 2, allocationCount: 1, compat: [.fp32Parameters, .ternarySign], seed: 4)
+        try compare(method: .gptq, bits: 3, allocationCount: nil, compat: [.fp32Parameters], seed: 1)
+    }
+
     func testPartialLastGroupAndDeadColumn() throws {
         // 100 columns in groups of 32: 32, 32, 32, 4.
         try compare(method: .slim, bits: 2, allocationCount: 2, rows: 16, columns: 100, deadColumn: 40, seed: 6)
@@ -211,7 +227,8 @@ final class GPTQReferenceTests: XCTestCase {
                 let range = out.columnRange(group: g)
                 let row = Array(weight[(r * columns + range.lowerBound)..<(r * columns + range.upperBound)])
                 let xmin = min(row.min()!, 0), xmax = max(row.max()!, 0)
-                let s = (xmax - xmin) / 7, z = (-xmin / s).rounded(.toNearestOrEven)
+                let s32 = (xmax - xmin) / 7, z = (-xmin / s32).rounded(.toNearestOrEven)
+                let s = Float(Float16(s32))  // stored precision
                 for (c, w) in row.enumerated() {
                     let code = min(max((w / s).rounded(.toNearestOrEven) + z, 0), 7)
                     XCTAssertEqual(out.dequantized[r * columns + range.lowerBound + c], s * (code - z))

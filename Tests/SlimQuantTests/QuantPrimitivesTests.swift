@@ -100,10 +100,13 @@ final class QuantPrimitivesTests: XCTestCase {
         XCTAssertEqual(out.map(\.code), [3, 1, 3, 1, 1])
         XCTAssertEqual(out[0].value, -p.scale + p.zero)
         XCTAssertEqual(out[1].value, p.scale + p.zero)
-        // sign(0) = 0: a weight equal to the mean stays at μ with code 0.
+        // Clean: a weight equal to the mean is +1 (binary); ternarySign keeps torch's sign(0) = 0.
         let exact = QuantPrimitives.quantize(p.zero, bits: 1, parameters: p)
-        XCTAssertEqual(exact.code, 0)
-        XCTAssertEqual(exact.value, p.zero)
+        XCTAssertEqual(exact.code, 1)
+        XCTAssertEqual(exact.value, p.scale + p.zero)
+        let ternary = QuantPrimitives.quantize(p.zero, bits: 1, parameters: p, ternary: true)
+        XCTAssertEqual(ternary.code, 0)
+        XCTAssertEqual(ternary.value, p.zero)
         XCTAssertEqual(QuantPrimitives.binarySign(code: 3), -1)
         XCTAssertEqual(QuantPrimitives.binarySign(code: 0), 0)
     }
