@@ -33,15 +33,15 @@ let package = Package(
         // Kernels: SGEMM / GEMV / XᵀX, conversions; each fast path has a scalar reference.
         .target(name: "SlimKernels", swiftSettings: simdFlags),
         // Model: config.json, tensor naming/validation, weight loading, GGUF import.
-        .target(name: "SlimModel", dependencies: ["SlimIO", "SlimTokenizer"]),
+        .target(name: "SlimModel", dependencies: ["SlimIO", "SlimTokenizer", "SlimPacking"]),
         // Runtime: fp32 LLaMA forward (prefill, KV-cache decode, layer-by-layer with input capture).
-        .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels"], swiftSettings: simdFlags),
+        .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels", "SlimPacking"], swiftSettings: simdFlags),
         // Quantization algorithms: RTN, GPTQ, SliM-LLM (salience, SBA, SQC), calibration RNG.
         .target(name: "SlimQuant", dependencies: ["SlimKernels"], swiftSettings: simdFlags),
         // Packing: the slim-packed mixed-precision format, its scalar reference and CPU kernels.
         .target(name: "SlimPacking", dependencies: ["SlimIO", "SlimKernels"], swiftSettings: simdFlags),
         // Quantization pipeline: calibration, layer-by-layer driver, allocation files, outputs.
-        .target(name: "SlimPipeline", dependencies: ["SlimIO", "SlimModel", "SlimQuant", "SlimRuntime", "SlimData"]),
+        .target(name: "SlimPipeline", dependencies: ["SlimIO", "SlimModel", "SlimQuant", "SlimRuntime", "SlimData", "SlimPacking"]),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Evaluation: perplexity protocols (paper / llama.cpp), scoring of logits.
@@ -62,7 +62,7 @@ let package = Package(
         .testTarget(name: "SlimKernelsTests", dependencies: ["SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimRuntimeTests", dependencies: ["SlimRuntime", "SlimModel", "SlimIO", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimQuantTests", dependencies: ["SlimQuant", "SlimKernels", "SlimTestSupport"], exclude: ["Fixtures"], swiftSettings: simdFlags),
-        .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimTestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimPacking", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimPackingTests", dependencies: ["SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),

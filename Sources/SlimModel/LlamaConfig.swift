@@ -55,6 +55,9 @@ public struct LlamaConfig: Equatable, Sendable {
     /// `torch_dtype` (or transformers 5's `dtype`), informational only: the real element type
     /// is the one stored with each tensor.
     public let torchDtype: String?
+    /// The `quantization_config` of a slim-packed checkpoint; nil for plain weights (including
+    /// slim-quant's fake-quantized outputs, which are ordinary floating-point checkpoints).
+    public let packing: PackedCheckpointConfig?
 
     /// Supported `architectures[0]` values and their `model_type`.
     public static let supportedArchitectures: [(architecture: String, modelType: String)] = [
@@ -148,6 +151,7 @@ public struct LlamaConfig: Equatable, Sendable {
         if let partial = try r.optionalDouble("partial_rotary_factor"), partial != 1 {
             throw r.fail("partial_rotary_factor \(partial) is not supported (LLaMA rotates the whole head)")
         }
+        packing = try PackedCheckpointConfig.read(r)
     }
 
     /// Resolves (architecture, model_type), deriving a missing one from the other.

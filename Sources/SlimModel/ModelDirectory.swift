@@ -82,7 +82,7 @@ public final class LoadedModel: @unchecked Sendable {
         } catch let e as SafetensorsFileError where e.kind == .noCheckpoint {
             throw FileError(directory, Self.missingWeightsMessage(directory))
         }
-        let layout = TensorLayout(config: config)
+        let layout = TensorLayout(config: config, packedGroupSize: config.packing?.groupSize)
         try layout.validate(weights, path: Self.weightsDescription(weights, directory: directory))
         self.config = config
         self.layout = layout

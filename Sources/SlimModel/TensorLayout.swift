@@ -1,4 +1,5 @@
 import SlimIO
+import SlimPacking
 
 /// One tensor a model must provide: its Hugging Face name and shape (row-major, outermost
 /// first; a linear layer's weight is `[out_features, in_features]`).
@@ -61,9 +62,13 @@ public struct LinearModule: Equatable, Sendable {
 /// every problem listed, instead of hours into a quantization run.
 public struct TensorLayout: Sendable {
     public let config: LlamaConfig
+    /// Group size of a slim-packed checkpoint (its linears are stored as packed tensors, see
+    /// SlimPacking's `PackedFormat`), or nil for plain floating-point weights.
+    public let packedGroupSize: Int?
 
-    public init(config: LlamaConfig) {
+    public init(config: LlamaConfig, packedGroupSize: Int? = nil) {
         self.config = config
+        self.packedGroupSize = packedGroupSize
     }
 
     // MARK: Names
@@ -168,6 +173,8 @@ public enum LayoutProblem: Equatable, Sendable, CustomStringConvertible {
     case wrongShape(name: String, shape: [Int], expectedShape: [Int])
     case notFloatingPoint(name: String, dtype: DType)
     case unexpected(name: String, shape: [Int])
+    /// A packed linear whose tensors are inconsistent (bit map, shapes, dtypes).
+    case invalidPacking(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -175,6 +182,7 @@ public enum LayoutProblem: Equatable, Sendable, CustomStringConvertible {
         case .wrongShape(let n, let s, let e): return "\(n) has shape \(s), expected \(e)"
         case .notFloatingPoint(let n, let d): return "\(n) is \(d.rawValue), expected a floating-point type"
         case .unexpected(let n, let s): return "unexpected tensor \(n) \(s)"
+        case .invalidPacking(let n, let r): return "packed \(n): \(r)"
         }
     }
 }
@@ -198,7 +206,18 @@ extension TensorLayout {
         if config.tieWordEmbeddings, source.tensorInfo(Self.lmHead) != nil {
             checks.append(TensorSpec(name: Self.lmHead, shape: [config.vocabSize, config.hiddenSize]))
         }
-        for spec in checks {
+        var packedWeights = Set<String>()
+        if let groupSize = packedGroupSize {
+            for m in linearModules {
+                packedWeights.insert(m.weightName)
+                let prefix = PackedFormat.prefix(ofWeight: m.weightName)
+                for suffix in PackedFormat.Suffix.all { expectedNames.insert(prefix + suffix) }
+                if let problem = Self.packedProblem(source, prefix: prefix, module: m, groupSize: groupSize) {
+                    problems.append(problem)
+                }
+            }
+        }
+        for spec in checks where !packedWeights.contains(spec.name) {
             expectedNames.insert(spec.name)
             guard let t = source.tensorInfo(spec.name) else {
                 problems.append(.missing(name: spec.name, expectedShape: spec.shape))
@@ -216,6 +235,33 @@ extension TensorLayout {
         return problems
     }
 
+    /// The first problem of one packed linear, or nil when its tensors match the geometry its
+    /// bit map implies (the small `.bits` tensor is read; the rest is checked from metadata).
+    static func packedProblem(_ source: TensorSource, prefix: String, module m: LinearModule,
+                              groupSize: Int) -> LayoutProblem? {
+        let bitsName = prefix + PackedFormat.Suffix.bits
+        let groups = (m.inFeatures + groupSize - 1) / groupSize
+        guard let view = source.tensor(bitsName) else { return .missing(name: bitsName, expectedShape: [groups]) }
+        guard view.dtype == .u8, view.shape == [groups], view.bytes.count == groups else {
+            return .wrongShape(name: bitsName, shape: view.shape, expectedShape: [groups])
+        }
+        let bits = view.withBytes { Array($0.bindMemory(to: UInt8.self)) }
+        let geometry: PackedGeometry
+        do {
+            geometry = try PackedGeometry(rows: m.outFeatures, columns: m.inFeatures, groupSize: groupSize, bits: bits)
+        } catch {
+            return .invalidPacking(name: prefix, reason: error.message)
+        }
+        for (suffix, dtype, shape) in geometry.tensorShapes.dropFirst() {
+            guard let t = source.tensorInfo(prefix + suffix) else { return .missing(name: prefix + suffix, expectedShape: shape) }
+            guard t.shape == shape else { return .wrongShape(name: prefix + suffix, shape: t.shape, expectedShape: shape) }
+            guard t.dtype == dtype else {
+                return .invalidPacking(name: prefix + suffix, reason: "is \(t.dtype.rawValue), expected \(dtype.rawValue)")
+            }
+        }
+        return nil
+    }
+
     /// Throws one error listing the first few problems (and how many more) when `source` does
     /// not match this layout exactly. `path` names the checkpoint in the message.
     public func validate(_ source: TensorSource, path: String) throws(FileError) {
@@ -226,10 +272,12 @@ extension TensorLayout {
         let missing = found.filter { if case .missing = $0 { return true }; return false }.count
         let shapes = found.filter { if case .wrongShape = $0 { return true }; return false }.count
         let dtypes = found.filter { if case .notFloatingPoint = $0 { return true }; return false }.count
+        let packing = found.filter { if case .invalidPacking = $0 { return true }; return false }.count
         let extra = found.filter { if case .unexpected = $0 { return true }; return false }.count
         if missing > 0 { counts.append("\(missing) missing") }
         if shapes > 0 { counts.append("\(shapes) with the wrong shape") }
         if dtypes > 0 { counts.append("\(dtypes) not floating-point") }
+        if packing > 0 { counts.append("\(packing) with invalid packing") }
         if extra > 0 { counts.append("\(extra) unexpected") }
         var listed = found.prefix(Self.problemsListed).map(\.description).joined(separator: "; ")
         if found.count > Self.problemsListed { listed += "; … and \(found.count - Self.problemsListed) more" }

@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 import SlimModel
+import SlimPacking
 
 #if canImport(Glibc)
 import Glibc
@@ -21,7 +22,6 @@ enum CheckpointOutput {
     /// The `quantization_config.quant_method` of our outputs. transformers does not know it and
     /// loads the checkpoint as a plain model, which is right for fake-quantized weights.
     static let quantMethod = "slim-quant"
-    static let formatName = "fake-quant-fp16"
 
     // MARK: Output path checks
 
@@ -64,7 +64,7 @@ enum CheckpointOutput {
     ///     fake-quantized linear weights (named as in the model).
     ///   - quantizationConfig: the `quantization_config` block for config.json.
     static func write(model: LoadedModel, to output: String, layerFiles: [String], allocation: AllocationFile,
-                      quantizationConfig: JSONObject) throws {
+                      format: OutputFormat, quantizationConfig: JSONObject) throws {
         let fm = FileManager.default
         let absoluteOutput = RunManifest.absolute(output)
         let parent = (absoluteOutput as NSString).deletingLastPathComponent
@@ -78,7 +78,8 @@ enum CheckpointOutput {
         defer { if !committed { try? fm.removeItem(atPath: staging) } }
         func file(_ n: String) -> String { (staging as NSString).appendingPathComponent(n) }
 
-        try writeWeights(model: model, layerFiles: layerFiles, to: file("model.safetensors"))
+        try writeWeights(model: model, layerFiles: layerFiles, format: format, allocation: allocation,
+                         to: file("model.safetensors"))
         try writeTokenizer(model: model, into: staging)
         try allocation.write(to: file("allocation.json"))
         // config.json last: it marks a complete checkpoint.
@@ -106,26 +107,42 @@ enum CheckpointOutput {
         if let oldAside { try? fm.removeItem(atPath: oldAside) }
     }
 
-    /// model.safetensors: every source tensor in source order of names, the linear weights
-    /// replaced by the F16 fake-quantized ones from `layerFiles`.
-    static func writeWeights(model: LoadedModel, layerFiles: [String], to path: String) throws {
+    /// model.safetensors: every source tensor in source order of names, each linear weight
+    /// replaced by its quantized tensors from `layerFiles` (the packed set, or one F16
+    /// fake-quantized weight).
+    static func writeWeights(model: LoadedModel, layerFiles: [String], format: OutputFormat, allocation: AllocationFile,
+                             to path: String) throws {
         let source = model.weights
-        var quantized: [String: (file: SafetensorsFile, view: TensorView)] = [:]
+        var quantized: [String: [TensorView]] = [:]
         for (l, layerPath) in layerFiles.enumerated() {
             let file = try SafetensorsFile(path: layerPath)
             for m in model.layout.linearModules(layer: l) {
-                guard let view = file.tensor(m.weightName), view.dtype == .f16, view.shape == [m.outFeatures, m.inFeatures] else {
-                    throw FileError(layerPath, "missing or misshapen quantized tensor \(m.weightName)")
+                switch format {
+                case .packed:
+                    // Validated as the loader will (geometry from the stored bit map).
+                    let prefix = PackedFormat.prefix(ofWeight: m.weightName)
+                    let packed = try PackedLinear(source: file, prefix: prefix, rows: m.outFeatures, columns: m.inFeatures,
+                                                  groupSize: allocation.groupSize, path: layerPath)
+                    quantized[m.weightName] = try packed.geometry.tensorShapes.map { (suffix, _, _) throws -> TensorView in
+                        guard let v = file.tensor(prefix + suffix) else { throw FileError(layerPath, "missing \(prefix + suffix)") }
+                        return v
+                    }
+                case .fakeQuant:
+                    guard let view = file.tensor(m.weightName), view.dtype == .f16, view.shape == [m.outFeatures, m.inFeatures] else {
+                        throw FileError(layerPath, "missing or misshapen quantized tensor \(m.weightName)")
+                    }
+                    quantized[m.weightName] = [view]
                 }
-                quantized[m.weightName] = (file, view)
             }
         }
         var tensors: [StreamedTensor] = []
         for name in source.tensorNames {
-            if let q = quantized[name] {
-                tensors.append(StreamedTensor(name: name, dtype: .f16, shape: q.view.shape) { emit in
-                    try q.view.withBytes { try emit($0) }
-                })
+            if let views = quantized[name] {
+                for view in views {
+                    tensors.append(StreamedTensor(name: view.name, dtype: view.dtype, shape: view.shape) { emit in
+                        try view.withBytes { try emit($0) }
+                    })
+                }
                 continue
             }
             guard let info = source.tensorInfo(name) else { throw FileError(model.path, "tensor \(name) disappeared") }
@@ -135,7 +152,15 @@ enum CheckpointOutput {
                 try view.withBytes { try emit($0) }
             })
         }
-        try SafetensorsStream.write(to: path, tensors: tensors, metadata: [("format", "pt")])
+        var metadata: [(key: String, value: String)] = [("format", "pt")]
+        if format == .packed {
+            metadata += [(PackedFormat.MetadataKey.format, PackedFormat.name),
+                         (PackedFormat.MetadataKey.version, String(PackedFormat.version)),
+                         (PackedFormat.MetadataKey.groupSize, String(allocation.groupSize)),
+                         (PackedFormat.MetadataKey.bits, String(allocation.bits)),
+                         (PackedFormat.MetadataKey.method, allocation.method)]
+        }
+        try SafetensorsStream.write(to: path, tensors: tensors, metadata: metadata)
     }
 
     /// The model's config.json object as stored (key order kept); for GGUF, the imported one.

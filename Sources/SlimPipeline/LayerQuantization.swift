@@ -1,6 +1,8 @@
 import Foundation
 import SlimKernels
+import SlimIO
 import SlimModel
+import SlimPacking
 import SlimQuant
 import SlimRuntime
 
@@ -17,7 +19,7 @@ import SlimRuntime
 
 /// The outcome of one layer: what the work directory commits.
 struct LayerOutcome {
-    let tensors: [WorkDirectory.HalfTensor]
+    let tensors: [StreamedTensor]
     let allocation: [String: [Int]]
     let modules: [ModuleReport]
     let timings: LayerTimings
@@ -124,7 +126,7 @@ final class LayerQuantizer {
 
         // (c) Quantize and swap in.
         t0 = DispatchTime.now().uptimeNanoseconds
-        var tensors: [WorkDirectory.HalfTensor] = []
+        var tensors: [StreamedTensor] = []
         var bitsByKey: [String: [Int]] = [:]
         var modules: [ModuleReport] = []
         let linearModules = model.layout.linearModules(layer: layer)
@@ -137,16 +139,33 @@ final class LayerQuantizer {
             } catch {
                 throw RuntimeError("layer \(layer) \(AllocationFile.key(kind)): \(error)")
             }
-            let halves = try Self.halfPrecision(q.dequantized, module: module)
-            let rounded = [Float](unsafeUninitializedCapacity: halves.count) { out, n in
-                if let dst = out.baseAddress {
-                    halves.withUnsafeBufferPointer { Kernels.convertF16ToF32($0.baseAddress!, dst, count: halves.count) }
+            // The next layer sees exactly the weights the output stores.
+            let stored: [Float]
+            switch configuration.outputFormat {
+            case .packed:
+                let packed: PackedLinear
+                do {
+                    packed = try PackedLinear(rows: q.rows, columns: q.columns, groupSize: q.groupSize, bits: q.bits,
+                                              scales: q.scales, zeros: q.zeros, codes: q.codes)
+                } catch {
+                    throw RuntimeError("layer \(layer) \(AllocationFile.key(kind)): cannot pack: \(error)")
                 }
-                n = halves.count
+                stored = packed.dequantize()
+                tensors += packed.streamedTensors(prefix: PackedFormat.prefix(ofWeight: module.weightName))
+            case .fakeQuant:
+                let halves = try Self.halfPrecision(q.dequantized, module: module)
+                stored = [Float](unsafeUninitializedCapacity: halves.count) { out, n in
+                    if let dst = out.baseAddress {
+                        halves.withUnsafeBufferPointer { Kernels.convertF16ToF32($0.baseAddress!, dst, count: halves.count) }
+                    }
+                    n = halves.count
+                }
+                tensors.append(StreamedTensor(name: module.weightName, dtype: .f16, shape: [q.rows, q.columns]) { emit in
+                    try halves.withUnsafeBytes { try emit($0) }
+                })
             }
-            try runner.layerWeights.replace(kind, with: DenseLinear(weight: FloatTensor(shape: [q.rows, q.columns], values: rounded),
+            try runner.layerWeights.replace(kind, with: DenseLinear(weight: FloatTensor(shape: [q.rows, q.columns], values: stored),
                                                                     bias: runner.bias(kind)))
-            tensors.append(WorkDirectory.HalfTensor(name: module.weightName, shape: [q.rows, q.columns], halves: halves))
             let bits = q.bits.map(Int.init)
             bitsByKey[AllocationFile.key(kind)] = bits
             let m = ModuleReport(layer: layer, kind: kind, rows: q.rows, columns: q.columns, bits: bits,

@@ -8,6 +8,19 @@ import SlimQuant
 // What one `quantize` run does, and the manifest that pins it so an interrupted run only
 // resumes with exactly the same parameters.
 
+/// How `quantize` stores the quantized linears.
+public enum OutputFormat: String, Sendable, CaseIterable {
+    /// The slim-packed mixed-precision format (SlimPacking; docs/FORMAT.md): codes at each
+    /// group's bit width, fp16 scales, packed zero points. The default.
+    case packed
+    /// Fake-quantized weights as F16 (the dequantized values), loadable by any tool; needed
+    /// for `ReferenceCompat.ternarySign`, whose zero signs a 1-bit code cannot hold.
+    case fakeQuant = "fake-quant"
+
+    /// `quantization_config.format`.
+    public var formatName: String { self == .packed ? "slim-packed" : "fake-quant-fp16" }
+}
+
 /// The parameters of a quantization run (the CLI's options, typed).
 public struct PipelineConfiguration: Sendable {
     /// Model directory or GGUF file (anything `LoadedModel` opens).
@@ -32,6 +45,8 @@ public struct PipelineConfiguration: Sendable {
     public var allocationPath: String?
     public var compat: ReferenceCompat
     public var activationStorage: ActivationStorage
+    /// Packed (default) or fake-quantized F16 weights.
+    public var outputFormat: OutputFormat = .packed
     /// Worker threads (results never depend on it).
     public var threads: Int
     /// Continue a matching interrupted run found in the work directory (false: start over).
@@ -92,6 +107,10 @@ public struct PipelineConfiguration: Sendable {
         guard sequenceLength >= 2 else { throw QuantError.invalidOption("sequence length must be ≥ 2, got \(sequenceLength)") }
         guard threads >= 1 else { throw QuantError.invalidOption("threads must be ≥ 1, got \(threads)") }
         guard !outputPath.isEmpty else { throw QuantError.invalidOption("the output path is empty") }
+        if outputFormat == .packed, compat.contains(.ternarySign) {
+            throw QuantError.invalidOption("reference-compat ternarySign gives 1-bit weights a third level (sign 0) that "
+                + "the packed format cannot store: add --format fake-quant")
+        }
     }
 }
 
@@ -148,6 +167,7 @@ struct RunManifest: Equatable {
         p["group_size"] = .int(Int64(c.groupSize))
         p["damp"] = .double(c.percdamp)
         p["reference_compat"] = .array(c.compat.flagNames.map { .string($0) })
+        p["format"] = .string(c.outputFormat.formatName)
         p["allocation_sha256"] = allocationSHA256.map { .string($0) } ?? .null
         if let cal = calibration {
             p["seed"] = .int(Int64(c.seed))

@@ -2,6 +2,7 @@ import Foundation
 import SlimData
 import SlimIO
 import SlimModel
+import SlimPacking
 import SlimQuant
 import SlimRuntime
 
@@ -126,7 +127,7 @@ public final class QuantizationPipeline {
         observer(.writingOutput(path: c.outputPath))
         try CheckpointOutput.write(model: model, to: c.outputPath,
                                    layerFiles: (0..<layers).map { work.file(WorkDirectory.layerFileName($0)) },
-                                   allocation: allocation,
+                                   allocation: allocation, format: c.outputFormat,
                                    quantizationConfig: quantizationConfig(allocation: allocation, calibration: calibration))
         try work.remove()
         return PipelineSummary(outputPath: c.outputPath, allocation: allocation, modules: work.state.modules,
@@ -178,7 +179,8 @@ public final class QuantizationPipeline {
         let c = configuration
         var q = JSONObject()
         q["quant_method"] = .string(CheckpointOutput.quantMethod)
-        q["format"] = .string(CheckpointOutput.formatName)
+        q["format"] = .string(c.outputFormat.formatName)
+        if c.outputFormat == .packed { q["format_version"] = .int(Int64(PackedFormat.version)) }
         q["method"] = .string(c.method.rawValue)
         q["bits"] = .int(Int64(c.bits))
         q["group_size"] = .int(Int64(c.groupSize))

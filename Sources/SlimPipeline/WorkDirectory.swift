@@ -11,7 +11,8 @@ import Darwin
 // continue as if never stopped, each file written atomically:
 //
 //   manifest.json              the run's parameters (RunManifest), written once
-//   layer-00000.safetensors    the fake-quantized F16 linear weights of each finished layer
+//   layer-00000.safetensors    the quantized linears of each finished layer (packed tensors,
+//                              or F16 fake-quantized weights with --format fake-quant)
 //   inputs-00003.safetensors   the calibration activations entering the next layer
 //   state.json                 next layer, allocation and module reports so far (commit point)
 //   lock                       flock(2)ed while a process uses the directory
@@ -173,23 +174,11 @@ final class WorkDirectory {
 
     // MARK: Committing
 
-    /// One quantized tensor of a layer: F16 bit patterns of the fake-quantized weight.
-    struct HalfTensor {
-        let name: String
-        let shape: [Int]
-        let halves: [UInt16]
-    }
-
     /// Records layer `layer` as finished: its tensors, the inputs of the next layer (nil for
     /// RTN or after the last layer), its allocation and reports; state.json is written last.
-    func commit(layer: Int, tensors: [HalfTensor], nextInputs: ActivationStore?, allocation: [String: [Int]],
+    func commit(layer: Int, tensors streamed: [StreamedTensor], nextInputs: ActivationStore?, allocation: [String: [Int]],
                 modules: [ModuleReport]) throws {
         precondition(layer == state.nextLayer, "WorkDirectory.commit: layer \(layer) while \(state.nextLayer) is next")
-        let streamed = tensors.map { t in
-            StreamedTensor(name: t.name, dtype: .f16, shape: t.shape) { emit in
-                try t.halves.withUnsafeBytes { try emit($0) }
-            }
-        }
         try SafetensorsStream.write(to: file(Self.layerFileName(layer)), tensors: streamed, metadata: [("format", "pt")])
         var next = state
         next.nextLayer = layer + 1

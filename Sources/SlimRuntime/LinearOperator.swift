@@ -1,4 +1,5 @@
 import SlimKernels
+import SlimPacking
 
 // MARK: - Protocol
 
@@ -49,6 +50,35 @@ public final class DenseLinear: LinearOperator {
             // HF adds the bias after the product (F.linear's addmm adds it first; both are one
             // rounding of the same sum up to ordering, far below the parity tolerance).
             for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * n, count: n) }
+        }
+    }
+}
+
+// MARK: - Packed low-bit
+
+/// A slim-packed linear layer run by the fused dequantize-and-multiply kernels of SlimPacking
+/// (GEMV for one row, tile dequantization + SGEMM for more).
+public final class PackedLinearOperator: LinearOperator {
+    public let matrix: PackedMatrix
+    public let bias: FloatTensor?
+
+    public var inFeatures: Int { matrix.columns }
+    public var outFeatures: Int { matrix.rows }
+
+    /// - Precondition: `bias`, when given, has `matrix.rows` elements.
+    public init(_ matrix: PackedMatrix, bias: FloatTensor? = nil) {
+        if let bias {
+            precondition(bias.count == matrix.rows, "PackedLinearOperator: bias has \(bias.count) elements, expected \(matrix.rows)")
+        }
+        self.matrix = matrix
+        self.bias = bias
+    }
+
+    public func apply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
+        guard rows > 0 else { return }
+        matrix.gemm(x: x, tokens: rows, out: out, threads: threads)
+        if let bias {
+            for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * outFeatures, count: outFeatures) }
         }
     }
 }

@@ -1,5 +1,6 @@
 import SlimIO
 import SlimModel
+import SlimPacking
 
 // MARK: - One decoder layer
 
@@ -88,7 +89,7 @@ public final class LlamaWeights: @unchecked Sendable {
     /// - Parameter path: names the checkpoint in error messages.
     /// - Throws: `FileError` for missing/misshapen/non-float tensors or inconsistent byte counts.
     public init(config: LlamaConfig, source: any TensorSource, path: String) throws(FileError) {
-        let layout = TensorLayout(config: config)
+        let layout = TensorLayout(config: config, packedGroupSize: config.packing?.groupSize)
         try layout.validate(source, path: path)
         func load(_ name: String) throws(FileError) -> FloatTensor {
             // validate() proved presence, shape and dtype; the byte count is checked here.
@@ -102,9 +103,15 @@ public final class LlamaWeights: @unchecked Sendable {
         for l in 0..<config.numHiddenLayers {
             var linears: [any LinearOperator] = []
             for module in layout.linearModules(layer: l) {
-                let weight = try load(module.weightName)
                 let bias = try module.biasName.map { (name) throws(FileError) in try load(name) }
-                linears.append(DenseLinear(weight: weight, bias: bias))
+                if let groupSize = layout.packedGroupSize {
+                    let packed = try PackedLinear(source: source, prefix: PackedFormat.prefix(ofWeight: module.weightName),
+                                                  rows: module.outFeatures, columns: module.inFeatures,
+                                                  groupSize: groupSize, path: path)
+                    linears.append(PackedLinearOperator(PackedMatrix(packed), bias: bias))
+                } else {
+                    linears.append(DenseLinear(weight: try load(module.weightName), bias: bias))
+                }
             }
             layers.append(LlamaLayerWeights(index: l, inputNorm: try load(TensorLayout.inputNorm(layer: l)),
                                             postAttentionNorm: try load(TensorLayout.postAttentionNorm(layer: l)),

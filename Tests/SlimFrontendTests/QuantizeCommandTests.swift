@@ -61,12 +61,15 @@ final class QuantizeCommandTests: XCTestCase {
         XCTAssertEqual(slim.code, .success, slim.err)
         XCTAssertTrue(slim.err.contains("i*="), "SBA choices are reported: \(slim.err)")
 
-        // Checkpoints load as ordinary models: F16 linears, other tensors as stored.
+        // Packed checkpoints: five tensors per linear instead of the weight, others as stored.
         for name in ["rtn2", "gptq4", "slim2"] {
             let loaded = try LoadedModel(path: dir + "/" + name)
-            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.weight")?.dtype, .f16)
+            XCTAssertEqual(loaded.config.packing?.groupSize, 32)
+            XCTAssertNil(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.weight"))
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.qweight")?.dtype, .u8)
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.scales")?.dtype, .f16)
             XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.input_layernorm.weight")?.dtype, .f32)
-            XCTAssertEqual(loaded.weights.tensorNames.count, 48)
+            XCTAssertEqual(loaded.weights.tensorNames.count, 48 + 35 * 4)
             for file in ["tokenizer.json", "tokenizer_config.json", "allocation.json"] {
                 XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/\(name)/" + file), "\(name)/\(file)")
             }
@@ -74,7 +77,8 @@ final class QuantizeCommandTests: XCTestCase {
         }
         let config = try XCTUnwrap(WorkDirectoryJSON.read(dir + "/slim2/config.json"))
         let q = try XCTUnwrap(config["quantization_config"])
-        XCTAssertEqual(q["format"]?.string, "fake-quant-fp16")
+        XCTAssertEqual(q["format"]?.string, "slim-packed")
+        XCTAssertEqual(q["format_version"]?.int, 1)
         XCTAssertEqual(q["method"]?.string, "slim")
         XCTAssertEqual(q["samples"]?.int, 4)
         XCTAssertEqual(q["seq_len"]?.int, 64)
@@ -99,6 +103,33 @@ final class QuantizeCommandTests: XCTestCase {
         XCTAssertLessThanOrEqual(fp, pGPTQ * 1.01)
         XCTAssertLessThan(pGPTQ, pSlim)
         XCTAssertLessThan(pSlim, pRTN)
+
+        // The same model as fake-quantized weights (convert --dequantize, the scalar reference
+        // decoder): F32 gives the packed kernels' perplexity to float rounding, F16 within 0.1 %.
+        for (dtype, tolerance) in [("f32", 1e-5), ("f16", 1e-3)] {
+            let target = dir + "/slim2-" + dtype
+            let r = runCLI(["convert", "--dequantize", "--from", dir + "/slim2", "--out", target, "--dtype", dtype])
+            XCTAssertEqual(r.code, .success, r.err)
+            let plain = try LoadedModel(path: target)
+            XCTAssertNil(plain.config.packing)
+            XCTAssertEqual(plain.weights.tensorInfo("model.layers.0.mlp.down_proj.weight")?.dtype, dtype == "f32" ? .f32 : .f16)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: target + "/allocation.json"))
+            let p = try perplexity(target)
+            XCTAssertEqual(pSlim, p, accuracy: tolerance * p, "packed \(pSlim) vs \(dtype) fake-quant \(p)")
+        }
+        let notPacked = runCLI(["convert", "--dequantize", "--from", model, "--out", dir + "/nope"])
+        XCTAssertEqual(notPacked.code, .failure)
+        XCTAssertTrue(notPacked.err.contains("not a slim-packed checkpoint"), notPacked.err)
+
+        // --format fake-quant writes F16 weights directly (its propagation then uses them).
+        let fake = quantize("slim", bits: 2, out: dir + "/slim2-fake", ["--format", "fake-quant"])
+        XCTAssertEqual(fake.code, .success, fake.err)
+        let fakeModel = try LoadedModel(path: dir + "/slim2-fake")
+        XCTAssertNil(fakeModel.config.packing)
+        XCTAssertEqual(fakeModel.weights.tensorInfo("model.layers.0.mlp.down_proj.weight")?.dtype, .f16)
+        let ternary = quantize("slim", bits: 2, out: dir + "/x", ["--reference-compat", "all"])
+        XCTAssertEqual(ternary.code, .usage)
+        XCTAssertTrue(ternary.err.contains("--format fake-quant"), ternary.err)
     }
 
     // MARK: Resume

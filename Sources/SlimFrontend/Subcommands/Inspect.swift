@@ -67,6 +67,7 @@ struct InspectCommand: SlimCommand {
         let dtypes = dtypeCounts.sorted { $0.key < $1.key }
         let tokenizer = try? loaded.tokenizer()
         let onDisk = diskBytes(loaded)
+        let packed = c.packing == nil ? nil : try PackedSizeReport(model: loaded)
 
         if json {
             var obj: JSONObject = [
@@ -81,6 +82,7 @@ struct InspectCommand: SlimCommand {
             if let tokenizer {
                 obj["tokenizer"] = ["kind": .string(tokenizer.kindDescription), "vocabulary": .int(Int64(tokenizer.vocabularySize))]
             }
+            if let packed { obj["packing"] = packed.json(fileBytes: onDisk, parameterCount: loaded.parameterCount) }
             if tensors {
                 obj["tensors"] = .array(rows.map { r in
                     ["name": .string(r.name), "dtype": .string(r.dtype), "shape": .array(r.shape.map { .int(Int64($0)) })]
@@ -110,6 +112,10 @@ struct InspectCommand: SlimCommand {
             ("tokenizer", tokenizer.map { "\($0.kindDescription), \($0.vocabularySize) tokens" } ?? "none found"),
         ]
         for (k, v) in lines { console.print(k.padding(toLength: 14, withPad: " ", startingAt: 0) + v) }
+        if let packed {
+            console.print()
+            for line in packed.lines(fileBytes: onDisk, parameterCount: loaded.parameterCount) { console.print(line) }
+        }
         guard tensors else { return }
         console.print()
         let nameWidth = max(6, rows.map(\.name.count).max() ?? 0) + 2

@@ -6,11 +6,11 @@ import SlimKernels
 import SlimPipeline
 import SlimQuant
 
-/// `slim-quant quantize`: RTN, GPTQ or SliM-LLM quantization into a fake-quantized checkpoint.
+/// `slim-quant quantize`: RTN, GPTQ or SliM-LLM quantization into a slim-packed checkpoint.
 struct QuantizeCommand: SlimCommand {
     static let configuration = CommandConfiguration(
         name: "quantize",
-        abstract: "Quantize a model with RTN, GPTQ or SliM-LLM (fake-quantized FP16 checkpoint).",
+        abstract: "Quantize a model with RTN, GPTQ or SliM-LLM into a packed mixed-precision checkpoint.",
         usage: "--model <dir|file.gguf> --bits <2|3|4> --method <rtn|gptq|slim> --out <dir> [options]",
         discussion: """
             Runs the reference's layer-by-layer loop: calibration windows (default 128 × 2048 tokens of
@@ -19,14 +19,18 @@ struct QuantizeCommand: SlimCommand {
             search (SBA); the seven linears are quantized and the windows continue through the quantized
             layer. RTN needs no calibration.
             The output directory holds config.json (with a quantization_config block), the tokenizer
-            files, allocation.json (bits of every group) and model.safetensors with the dequantized
-            weights as F16 (other tensors as stored): every slim-quant command, eval-ppl included, loads it.
+            files, allocation.json (bits of every group) and model.safetensors in the slim-packed format
+            (docs/FORMAT.md: codes at each group's bit width, 1-bit groups as sign bits, fp16 scales;
+            other tensors as stored): eval-ppl, generate, bench and inspect run it directly, and
+            convert --dequantize expands it to fp16. --format fake-quant writes the dequantized
+            weights as F16 instead.
             After each layer the state is saved in the work directory (default <out>.work); rerunning the
             same command resumes there (byte-identical result), Ctrl-C stops after saving what is
             finished (exit 130), --no-resume starts over. The work directory is removed on success.
             --allocation reuses an allocation.json (validated against the model; no SBA search).
             --reference-compat reproduces quirks of the official code (spec §11.2): doubleDamp, symLeak,
-            searchRange, klBiasOnlyInReference, or all.
+            searchRange, klBiasOnlyInReference, fp32Parameters, ternarySign (needs --format fake-quant),
+            or all.
             """,
         examples: [
             "slim-quant quantize --model ~/.cache/slim-quant-fixtures/smollm2-135m-f32 --bits 2 --method slim --out smollm2-slim-w2",
@@ -49,6 +53,7 @@ struct QuantizeCommand: SlimCommand {
             .option("allocation", value: "<file>", help: "Reuse the bit allocation of an allocation.json."),
             .option("reference-compat", value: "<flags>", help: "Reference quirks: comma list or all (default: none)."),
             .option("activations", value: "<f32|f16>", help: "Storage of the calibration activations.", default: "f32"),
+            .option("format", value: "<packed|fake-quant>", help: "Weights as slim-packed or as dequantized F16.", default: "packed"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .option("work-dir", value: "<dir>", help: "Resume state directory (default: <out>.work)."),
             .flag("no-resume", help: "Discard the state of an interrupted run and start over."),
@@ -97,6 +102,7 @@ struct QuantizeCommand: SlimCommand {
             samples: samples, sequenceLength: seqLen, seed: seed, calibration: calibration,
             allocationPath: args.string("allocation"), compat: compat, activationStorage: storage, threads: threads,
             workDirectory: args.string("work-dir"), resume: !args.has("no-resume"), toolVersion: SlimQuantCommand.version)
+        config.outputFormat = try args.choice("format", default: OutputFormat.packed)
         config.stopAfterLayer = Self.testStopAfterLayer
         pipeline = config
         json = args.has("json")
