@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval", "SlimPipeline"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
         // Benchmarks with same-run baselines (numpy/OpenBLAS, PyTorch); not part of `swift test`.
-        .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval"], swiftSettings: simdFlags),
+        .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval", "SlimPacking"], swiftSettings: simdFlags),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
         // Test targets exclude their committed Fixtures/ directories: tests read them by path.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Accuracy benchmark: WikiText-2 test perplexity (paper protocol, ctx 2048) of SmolLM2-135M
 # in full precision and quantized with RTN, GPTQ and SliM-LLM at 2 and 3 bits, group 128 and 64.
-# Prints a markdown table: method, bits, group, average bits per weight, PPL, quantize time.
+# Prints a markdown table: method, bits, group, average code bits per weight, stored bits per
+# weight of the quantized linears (codes + scales + zeros + 1-bit means + bit maps, from
+# `slim-quant inspect` on the packed checkpoint), PPL, quantize time.
 #
 # Calibration: the full WikiText-2 train split is not available in ../shared, so the default
 # calibration text is ../shared/data/wikitext-2-raw/wiki.train.excerpt.txt (its first 1 MB,
@@ -103,7 +105,7 @@ echo "evaluation: WikiText-2 test, paper protocol, ctx 2048${max_windows:+, firs
 
 echo "== fp" >&2
 fp_ppl=$(run_eval "$model" fp)
-rows+=("$(printf '| fp32 | 32 | - | 32.00 | %.3f | - |' "$fp_ppl")")
+rows+=("$(printf '| fp32 | 32 | - | 32.00 | 32.00 | %.3f | - |' "$fp_ppl")")
 
 for group in $groups; do
     for bits in $bits_list; do
@@ -118,8 +120,9 @@ for group in $groups; do
                 echo "error: quantize $name failed:" >&2; tail -n 5 "$work/$name.log" >&2; exit 1; }
             seconds=$(awk -v a="$start" -v b="$(now)" 'BEGIN { print b - a }')
             avg=$(json_number average_bits "$work/$name.json")
+            stored=$("$bin" inspect --model "$work/$name" --no-tensors | awk '/^all linears/ { print $9 }')
             ppl=$(run_eval "$work/$name" "$name")
-            rows+=("$(printf '| %s | %s | %s | %.3f | %.3f | %.0f s |' "$method" "$bits" "$group" "$avg" "$ppl" "$seconds")")
+            rows+=("$(printf '| %s | %s | %s | %.3f | %.3f | %.3f | %.0f s |' "$method" "$bits" "$group" "$avg" "$stored" "$ppl" "$seconds")")
             [ "$keep" = 1 ] || rm -rf "$work/$name"
         done
     done
@@ -129,6 +132,6 @@ echo
 echo "SmolLM2-135M (dequantized Q4_1 GGUF), WikiText-2 test PPL, paper protocol ctx 2048${max_windows:+ (first $max_windows windows)};"
 echo "calibration: $(basename "$calibration") (WikiText-2 train excerpt), $samples × $seq_len, seed 0."
 echo
-echo "| method | bits | group | avg bits | PPL | quantize time |"
-echo "|---|---|---|---|---|---|"
+echo "| method | bits | group | avg code bits | stored bits/weight | PPL | quantize time |"
+echo "|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"

@@ -41,6 +41,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Repacks `packed` (the file layout) into the kernel layout.
     public init(_ packed: PackedLinear) {
         let geo = packed.geometry
+        storedBytes = geo.storageBytes
         rows = geo.rows
         columns = geo.columns
         groupSize = geo.groupSize
@@ -108,8 +109,10 @@ public final class PackedMatrix: @unchecked Sendable {
     /// K.
     public var groupCount: Int { bits.count }
 
-    /// Bytes of memory held (words and folded parameters).
+    /// Bytes of memory held (words and folded parameters): what one GEMV reads.
     public var residentBytes: Int { rows * rowWords * 4 + 2 * rows * groupCount * 4 }
+    /// Bytes of the same layer in the file format (`PackedGeometry.storageBytes`).
+    public let storedBytes: Int
 
     /// Copies the C input values of `x` into `padded` (paddedColumns Floats), each group at its
     /// padded offset, zeros in the padding (so padded codes meet 0, never a neighbour's value).

@@ -89,7 +89,7 @@ struct ModelSection {
     }
 
     /// Best seconds for `decodeSteps` greedy steps after a `decodeContext`-token prompt.
-    private func decodeSeconds(_ model: LlamaModel) -> Double {
+    func decodeSeconds(_ model: LlamaModel) -> Double {
         let prompt = window(decodeContext, vocab: model.config.vocabSize)
         let session: InferenceSession
         do {

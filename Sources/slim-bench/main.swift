@@ -4,7 +4,7 @@ import Foundation
 import SlimKernels
 
 let usage = """
-    usage: slim-bench [gemm] [prefill] [--threads N] [--python PATH] [--model DIR] [--quick]
+    usage: slim-bench [gemm] [prefill] [packed] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
 
     Sections (default: all available):
       gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
@@ -12,10 +12,14 @@ let usage = """
       prefill  fp32 SmolLM2-135M tokens/s: forward + scoring of a 512/2048-token window (the
                eval-ppl workload) and KV-cache decode at context 512, next to PyTorch CPU
                (transformers) with the same threads, with the ratio.
+      packed   decode tokens/s of the fp32 model and of each --packed checkpoint (slim-packed,
+               from quantize), with the memory-bandwidth roofline measured in the same run
+               (runs only when --packed is given).
     Options:
       --threads N    threads for both sides (default: all cores)
       --python PATH  interpreter with numpy / torch + transformers (default: $SLIM_BENCH_PYTHON, else python3)
       --model DIR    model for prefill (default: $SLIM_SMOLLM2_DIR, else ~/.cache/slim-quant-fixtures/smollm2-135m-f32)
+      --packed DIR   a slim-packed checkpoint for the packed section (repeatable)
       --quick        fewer shapes and shorter timing
     """
 
@@ -24,6 +28,7 @@ var threads = Kernels.defaultThreads
 var python = ProcessInfo.processInfo.environment["SLIM_BENCH_PYTHON"] ?? "python3"
 var quick = false
 var modelPath: String?
+var packedPaths: [String] = []
 var args = Array(CommandLine.arguments.dropFirst())
 while !args.isEmpty {
     let a = args.removeFirst()
@@ -37,14 +42,17 @@ while !args.isEmpty {
     case "--model":
         guard let v = args.first else { FileHandle.standardError.write(Data("slim-bench: --model needs a path\n".utf8)); exit(64) }
         modelPath = v; args.removeFirst()
+    case "--packed":
+        guard let v = args.first else { FileHandle.standardError.write(Data("slim-bench: --packed needs a path\n".utf8)); exit(64) }
+        packedPaths.append(v); args.removeFirst()
     case "--quick": quick = true
     case "-h", "--help": print(usage); exit(0)
-    case "gemm", "prefill": sections.append(a)
+    case "gemm", "prefill", "packed": sections.append(a)
     default:
         FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
     }
 }
-if sections.isEmpty { sections = ["gemm", "prefill"] }
+if sections.isEmpty { sections = packedPaths.isEmpty ? ["gemm", "prefill"] : ["gemm", "prefill", "packed"] }
 
 #if DEBUG
 print("warning: slim-bench was built in debug mode; run `swift run -c release slim-bench` for real numbers\n")
@@ -58,4 +66,9 @@ if sections.contains("gemm") {
 }
 if sections.contains("prefill") {
     ModelSection(modelPath: modelPath, threads: threads, python: python, scriptDir: packageRoot + "/scripts/bench", quick: quick).run()
+}
+if sections.contains("packed") {
+    let fp = ModelSection(modelPath: modelPath, threads: threads, python: python, scriptDir: "", quick: quick).resolvedModelPath
+    if packedPaths.isEmpty { print("note: the packed section needs --packed DIR (a quantize output)\n") }
+    else { PackedSection(fpModelPath: fp, packedPaths: packedPaths, threads: threads, quick: quick).run() }
 }
