@@ -44,6 +44,10 @@ public final class QuantizationPipeline {
         let c = configuration
         try c.validate()
         let model = try LoadedModel(path: c.modelPath)
+        if model.config.packing != nil {
+            throw FileError(c.modelPath, "is already a slim-packed checkpoint: quantize the original model "
+                + "(or expand this one with convert --dequantize first)")
+        }
         let layers = model.config.numHiddenLayers
         try CheckpointOutput.checkDestination(c.outputPath, model: model)
 

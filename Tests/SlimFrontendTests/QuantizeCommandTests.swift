@@ -117,6 +117,9 @@ final class QuantizeCommandTests: XCTestCase {
             let p = try perplexity(target)
             XCTAssertEqual(pSlim, p, accuracy: tolerance * p, "packed \(pSlim) vs \(dtype) fake-quant \(p)")
         }
+        let twice = runCLI(["quantize", "--model", dir + "/slim2", "--method", "rtn", "--bits", "2", "--out", dir + "/twice"])
+        XCTAssertEqual(twice.code, .failure)
+        XCTAssertTrue(twice.err.contains("already a slim-packed checkpoint"), twice.err)
         let notPacked = runCLI(["convert", "--dequantize", "--from", model, "--out", dir + "/nope"])
         XCTAssertEqual(notPacked.code, .failure)
         XCTAssertTrue(notPacked.err.contains("not a slim-packed checkpoint"), notPacked.err)
