@@ -79,25 +79,50 @@ public final class PackedMatrix: @unchecked Sendable {
         self.words.initialize(repeating: 0, count: max(1, rows * words))
         a = .allocate(capacity: max(1, rows * k))
         o = .allocate(capacity: max(1, rows * k))
-        for r in 0..<rows {
-            let row = self.words + r * words
-            for g in 0..<k {
-                let (s, z) = packed.parameters(row: r, group: g)
-                if bits[g] == 1 {
-                    a[r * k + g] = 2 * s
-                    o[r * k + g] = z - s
-                } else {
-                    a[r * k + g] = s
-                    o[r * k + g] = -(s * z)
-                }
-                for j in 0..<wid[g] {
-                    let q = UInt32(packed.code(row: r, column: start[g] + j))
-                    let unit = j / 8, lane = j % 8
-                    let set = unit / f[g], field = unit % f[g]
-                    row[wo[g] + set * 8 + lane] |= q << UInt32(p[g] * field)
+        // Rows are independent: repack them in parallel (a 7B model has billions of codes).
+        let target = Repack(words: self.words, a: a, o: o)
+        let bitsPerGroup = bits.map(Int.init)
+        let (fieldWidth, perWord, groupWords, groupWidth, stride) = (p, f, wo, wid, words)
+        packed.qweight.withUnsafeBufferPointer { qw in
+            let codeBytes = UnsafeSendable(qw.baseAddress!)
+            let ranges = Kernels.splitRange(rows, parts: 8 * Kernels.defaultThreads, granule: 16)
+            Kernels.parallelItems(workers: Kernels.defaultThreads, items: ranges.count) { _, item in
+                for r in ranges[item] {
+                    let row = target.words + r * stride
+                    let codes = codeBytes.pointer + r * geo.codeBytesPerRow
+                    for g in 0..<k {
+                        let (s, z) = packed.parameters(row: r, group: g)
+                        if bitsPerGroup[g] == 1 {
+                            target.a[r * k + g] = 2 * s
+                            target.o[r * k + g] = z - s
+                        } else {
+                            target.a[r * k + g] = s
+                            target.o[r * k + g] = -(s * z)
+                        }
+                        let b = bitsPerGroup[g], base = geo.codeBitOffsets[g], field = UInt32(fieldWidth[g])
+                        let fields = perWord[g], first = groupWords[g]
+                        for j in 0..<groupWidth[g] {
+                            let q = UInt32(BitStream.read(codes, bitOffset: base + j * b, width: b))
+                            let unit = j >> 3, lane = j & 7
+                            let set = unit / fields, slot = unit - set * fields
+                            row[first + set * 8 + lane] |= q << (field * UInt32(slot))
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Output pointers of the parallel repack (rows write disjoint parts).
+    private struct Repack: @unchecked Sendable {
+        let words: UnsafeMutablePointer<UInt32>
+        let a: UnsafeMutablePointer<Float>
+        let o: UnsafeMutablePointer<Float>
+    }
+
+    private struct UnsafeSendable: @unchecked Sendable {
+        let pointer: UnsafePointer<UInt8>
+        init(_ pointer: UnsafePointer<UInt8>) { self.pointer = pointer }
     }
 
     deinit {
