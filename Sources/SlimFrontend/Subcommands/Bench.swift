@@ -125,6 +125,9 @@ struct BenchCommand: SlimCommand {
     }
 
     private func dtypeSummary(_ loaded: LoadedModel) -> String {
+        if let p = loaded.config.packing {
+            return "slim-packed \(p.method ?? "?") \(p.bits.map { "\($0)-bit" } ?? "mixed") g\(p.groupSize)"
+        }
         let types = Set(loaded.weights.tensorNames.compactMap { loaded.weights.tensorInfo($0)?.dtype.rawValue })
         return types.sorted().joined(separator: "/")
     }
