@@ -150,7 +150,8 @@ public final class MappedFile: @unchecked Sendable {
 
 /// Writes files so that readers never see a half-written output: data goes to a temporary
 /// file in the destination directory (same filesystem), is flushed with fsync, and is renamed
-/// over the destination only after `body` succeeds. On any error the temporary is removed and
+/// over the destination only after `body` succeeds (the directory is fsynced after the
+/// rename). On any error the temporary is removed and
 /// the previous destination (if any) is untouched.
 public enum AtomicFile {
     public static func write(to path: String, _ body: (FileHandle) throws -> Void) throws {
@@ -180,6 +181,13 @@ public enum AtomicFile {
             throw FileError(path, "cannot rename temporary file into place: \(String(cString: strerror(errno)))")
         }
         committed = true
+        // The rename reaches the disk with its directory: without this, a power cut can undo
+        // a commit the caller already acted on (e.g. deleting the previous state).
+        let dirFD = open(dir.isEmpty ? "." : dir, O_RDONLY | O_CLOEXEC)
+        if dirFD >= 0 {
+            _ = fsync(dirFD)
+            close(dirFD)
+        }
     }
 
     /// Atomically replaces `path` with `data`.

@@ -154,6 +154,37 @@ final class CorruptInputTests: XCTestCase {
         expectError(["inspect", "--model", broken], mentions: [broken + "/config.json", "not valid JSON"])
     }
 
+    /// E16: a slim-packed checkpoint with an impossible bit width or a NaN scale.
+    func testCorruptPackedCheckpoint() throws {
+        let packed = dir + "/packed"
+        let r = runCLI(["quantize", "--model", model, "--method", "rtn", "--bits", "2", "--group-size", "32", "--out", packed])
+        XCTAssertEqual(r.code, .success, r.err)
+        let source = try SafetensorsFile(path: packed + "/model.safetensors")
+        func rewrite(_ name: String, _ change: (String, inout [UInt8]) -> Void) throws -> String {
+            let target = dir + "/" + name
+            try FileManager.default.copyItem(atPath: packed, toPath: target)
+            var writer = SafetensorsWriter()
+            writer.metadata = source.metadata
+            for tensor in source.tensorNames {
+                let view = try XCTUnwrap(source.tensor(tensor))
+                var bytes = view.withBytes { Array($0) }
+                change(tensor, &bytes)
+                try bytes.withUnsafeBytes { try writer.add(name: tensor, dtype: view.dtype, shape: view.shape, bytes: $0) }
+            }
+            try FileManager.default.removeItem(atPath: target + "/model.safetensors")
+            try writer.write(to: target + "/model.safetensors")
+            return target
+        }
+        let bits = try rewrite("bits9") { name, bytes in if name == "model.layers.0.self_attn.q_proj.bits" { bytes[0] = 9 } }
+        expectError(["eval-ppl", "--model", bits, "--dataset", try calibrationFile(), "--ctx", "64", "--max-windows", "1"],
+                    mentions: [bits + "/model.safetensors", "model.layers.0.self_attn.q_proj: group 0 has 9 bits (allowed 1…8)"])
+        let nan = try rewrite("nan-scale") { name, bytes in
+            if name == "model.layers.2.mlp.up_proj.scales" { bytes[0] = 0x00; bytes[1] = 0x7E }  // fp16 NaN
+        }
+        expectError(["generate", "--model", nan, "--prompt", "Once"],
+                    mentions: [nan, "model.layers.2.mlp.up_proj: scale of row 0, group 0 is not finite"])
+    }
+
     // MARK: Out-of-memory-sized headers
 
     /// E9: size fields that would make the reader allocate or loop without bound.
