@@ -125,6 +125,22 @@ final class ProcessRobustnessTests: XCTestCase {
         XCTAssertEqual(leftovers(), [], "staging or temporary files left behind")
     }
 
+    /// What a kill leaves at the two worst moments: a work directory holding only the lock and
+    /// the temporary manifest (killed while writing it), and a staging directory of a dead
+    /// process beside the output. The next run starts cleanly and removes both.
+    func testLeftoversOfAKilledRunDoNotBlockTheNextOne() throws {
+        let work = dir + "/out.work"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: work + "/lock", contents: nil)
+        FileManager.default.createFile(atPath: work + "/.manifest.json.tmp-999999-1", contents: Data("{".utf8))
+        // A pid that cannot be running: above Linux's pid_max limit (4194304).
+        try FileManager.default.createDirectory(atPath: dir + "/.out.partial-99999999", withIntermediateDirectories: true)
+        let r = runCLI(quantizeArgs(out: dir + "/out", method: "rtn"))
+        XCTAssertEqual(r.code, .success, r.err)
+        XCTAssertEqual(leftovers(), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work))
+    }
+
     // MARK: SIGINT
 
     /// SIGINT during the run: state saved, exit 130, a resume hint; the rerun resumes to the
