@@ -45,13 +45,22 @@ public final class GGUFFile: TensorSource, @unchecked Sendable {
     private let keyIndex: [String: Int]
     private let tensorIndex: [String: Int]
 
-    public init(path: String) throws(GGUFError) {
-        self.path = path
+    public convenience init(path: String) throws(GGUFError) {
+        let file: MappedFile
         do {
             file = try MappedFile(path: path)
         } catch {
             throw GGUFError(path, .unreadable(error.message))
         }
+        try self.init(file: file)
+    }
+
+    /// Parses and validates the bytes of `file` (named by `file.path` in errors): the one
+    /// parsing path, for files on disk and for in-memory images (fuzzing, tests).
+    public init(file: MappedFile) throws(GGUFError) {
+        let path = file.path
+        self.path = path
+        self.file = file
         var r = Cursor(bytes: file.bytes, path: path)
 
         // MARK: Header

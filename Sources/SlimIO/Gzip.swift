@@ -50,7 +50,7 @@ public enum Gzip {
     /// Reads and inflates a `.gz` file.
     public static func decompressFile(_ path: String) throws(FileError) -> [UInt8] {
         let file = try MappedFile(path: path)
-        return try decompress(file.bytes, path: path)
+        return try file.withBytes { bytes throws(FileError) in try decompress(bytes, path: path) }
     }
 
     /// Compresses `data` as a single gzip member (used for committed golden fixtures and tests).

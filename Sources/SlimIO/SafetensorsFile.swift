@@ -28,9 +28,17 @@ public final class SafetensorsFile: TensorSource, @unchecked Sendable {
     /// Maps and validates `path`.
     /// - Throws: `SafetensorsFileError` (with the specific `SafetensorsError` case) for a
     ///   malformed file, `FileError` when the file cannot be opened or mapped.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(file: try MappedFile(path: path))
+    }
+
+    /// Validates the bytes of `file` (named by `file.path` in errors): the one parsing path,
+    /// for files on disk and for in-memory images (fuzzing, tests).
+    /// - Throws: `SafetensorsFileError` for a malformed file.
+    public init(file: MappedFile) throws {
+        let path = file.path
         self.path = path
-        file = try MappedFile(path: path)
+        self.file = file
         let header: SafetensorsHeader
         do {
             header = try SafetensorsHeader.parse(file.bytes)
@@ -192,7 +200,7 @@ public final class SafetensorsCheckpoint: TensorSource, @unchecked Sendable {
         let file = try MappedFile(path: path)
         let json: JSON
         do {
-            json = try JSON.parse(file.bytes)
+            json = try file.withBytes { bytes throws(JSONError) in try JSON.parse(bytes) }
         } catch {
             throw fail(.invalidIndex("not valid JSON: \(error.description)"))
         }

@@ -49,17 +49,27 @@ struct ConfigReader {
         return i
     }
 
-    func positiveInt(_ key: String) throws(FileError) -> Int {
+    /// A required integer in 1…`max`.
+    func positiveInt(_ key: String, max: Int = Int.max) throws(FileError) -> Int {
         let i = try requiredInt(key)
         guard i > 0 else { throw fail("\"\(prefix)\(key)\" must be positive, found \(i)") }
+        try checkMaximum(key, i, max)
         return i
     }
 
-    func optionalPositiveInt(_ key: String) throws(FileError) -> Int? {
+    /// An optional integer in 1…`max`.
+    func optionalPositiveInt(_ key: String, max: Int = Int.max) throws(FileError) -> Int? {
         guard let v = value(key) else { return nil }
         guard let i = v.int else { throw typeError(key, "an integer") }
         guard i > 0 else { throw fail("\"\(prefix)\(key)\" must be positive, found \(i)") }
+        try checkMaximum(key, i, max)
         return i
+    }
+
+    private func checkMaximum(_ key: String, _ i: Int, _ max: Int) throws(FileError) {
+        guard i <= max else {
+            throw fail("\"\(prefix)\(key)\" is \(i), above the supported maximum \(max) (corrupt config?)")
+        }
     }
 
     func optionalDouble(_ key: String) throws(FileError) -> Double? {

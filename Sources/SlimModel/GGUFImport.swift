@@ -59,9 +59,14 @@ public final class GGUFImport: TensorSource, @unchecked Sendable {
 
     /// Opens and validates `path`. Errors are `GGUFError` for container problems and
     /// `FileError` (naming the file) for everything about the model.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(gguf: try GGUFFile(path: path))
+    }
+
+    /// Imports an opened GGUF file (from disk or an in-memory image); errors name `gguf.path`.
+    public init(gguf: GGUFFile) throws {
+        let path = gguf.path
         self.path = path
-        let gguf = try GGUFFile(path: path)
         self.gguf = gguf
         let meta = GGUFMetadata(file: gguf)
 

@@ -1,4 +1,10 @@
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import SlimIO
 
 // Writing an imported GGUF as a Hugging Face model directory, one tensor at a time.
@@ -23,19 +29,51 @@ extension GGUFImport {
         case .bf16: torchDtype = "bfloat16"
         default: throw FileError(directory, "cannot write weights as \(dtype.rawValue) (F32, F16 or BF16 only)")
         }
+        // Everything is written to a staging directory beside the output first, so a failure
+        // (bad tensor, full disk) leaves `directory` as it was. The files then move in with
+        // rename(2); config.json, which marks a complete model, is removed first and moved in
+        // last, so a kill between two renames leaves a directory that no loader takes for a
+        // model rather than a mix of old and new files.
+        let fm = FileManager.default
+        let standardized = (directory as NSString).standardizingPath
+        let parent = (standardized as NSString).deletingLastPathComponent
+        let name = (standardized as NSString).lastPathComponent
+        let parentDir = parent.isEmpty ? "." : parent
+        let staging = (parentDir as NSString).appendingPathComponent(".\(name).partial-\(getpid())")
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: parentDir, withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: staging)
+            try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        } catch {
+            throw FileError(directory, "cannot create the staging directory \(staging): \(error.localizedDescription)")
+        }
+        var committed = false
+        defer { if !committed { try? fm.removeItem(atPath: staging) } }
+        func staged(_ name: String) -> String { (staging as NSString).appendingPathComponent(name) }
+
+        try writeSafetensors(to: staged("model.safetensors"), dtype: dtype)
+        try AtomicFile.write(text: tokenizerJSON.serialized(pretty: true), to: staged("tokenizer.json"))
+        try AtomicFile.write(text: tokenizerConfig.serialized(pretty: true), to: staged("tokenizer_config.json"))
+        var cfg = config.object ?? JSONObject()
+        cfg["torch_dtype"] = .string(torchDtype)
+        try AtomicFile.write(text: JSON.object(cfg).serialized(pretty: true), to: staged("config.json"))
+
+        do {
+            try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw FileError(directory, "cannot create directory: \(error.localizedDescription)")
         }
         func file(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
-
-        try writeSafetensors(to: file("model.safetensors"), dtype: dtype)
-        try AtomicFile.write(text: tokenizerJSON.serialized(pretty: true), to: file("tokenizer.json"))
-        try AtomicFile.write(text: tokenizerConfig.serialized(pretty: true), to: file("tokenizer_config.json"))
-        var cfg = config.object ?? JSONObject()
-        cfg["torch_dtype"] = .string(torchDtype)
-        try AtomicFile.write(text: JSON.object(cfg).serialized(pretty: true), to: file("config.json"))
+        if unlink(file("config.json")) != 0 && errno != ENOENT {
+            throw FileError(file("config.json"), "cannot replace: \(String(cString: strerror(errno)))")
+        }
+        for n in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"] {
+            guard rename(staged(n), file(n)) == 0 else {
+                throw FileError(file(n), "cannot move the new file into place: \(String(cString: strerror(errno)))")
+            }
+        }
+        committed = true
+        try? fm.removeItem(atPath: staging)
     }
 
     /// Streams every tensor into a safetensors file at `path` with `{"format":"pt"}` metadata.

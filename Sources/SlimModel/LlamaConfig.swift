@@ -65,6 +65,21 @@ public struct LlamaConfig: Equatable, Sendable {
         ("MistralForCausalLM", "mistral"),
     ]
 
+    /// The largest sizes a config may declare: far above any real model (LLaMA-3.1-405B has
+    /// hidden 16384, 126 layers, vocab 128256), low enough that the tensor layout, the buffers
+    /// and the parameter counts derived from a config cannot exhaust memory or overflow before
+    /// the weights are even looked at (a corrupt config claiming 10^11 layers is an error, not
+    /// an hour of building a tensor list).
+    public enum Limits {
+        public static let hiddenSize = 1 << 20
+        public static let intermediateSize = 1 << 22
+        public static let layers = 4096
+        public static let heads = 1 << 14
+        public static let headDim = 1 << 16
+        public static let vocabSize = 1 << 24
+        public static let positions = 1 << 28
+    }
+
     // MARK: - Loading
 
     /// Reads and parses `path` (a config.json file).
@@ -93,16 +108,16 @@ public struct LlamaConfig: Equatable, Sendable {
         self.modelType = modelType
         let isMistral = modelType == "mistral"
 
-        hiddenSize = try r.positiveInt("hidden_size")
-        intermediateSize = try r.positiveInt("intermediate_size")
-        numHiddenLayers = try r.positiveInt("num_hidden_layers")
-        numAttentionHeads = try r.positiveInt("num_attention_heads")
-        vocabSize = try r.positiveInt("vocab_size")
-        numKeyValueHeads = try r.optionalPositiveInt("num_key_value_heads") ?? numAttentionHeads
+        hiddenSize = try r.positiveInt("hidden_size", max: Limits.hiddenSize)
+        intermediateSize = try r.positiveInt("intermediate_size", max: Limits.intermediateSize)
+        numHiddenLayers = try r.positiveInt("num_hidden_layers", max: Limits.layers)
+        numAttentionHeads = try r.positiveInt("num_attention_heads", max: Limits.heads)
+        vocabSize = try r.positiveInt("vocab_size", max: Limits.vocabSize)
+        numKeyValueHeads = try r.optionalPositiveInt("num_key_value_heads", max: Limits.heads) ?? numAttentionHeads
         guard numAttentionHeads % numKeyValueHeads == 0 else {
             throw r.fail("num_attention_heads (\(numAttentionHeads)) is not a multiple of num_key_value_heads (\(numKeyValueHeads))")
         }
-        if let explicit = try r.optionalPositiveInt("head_dim") {
+        if let explicit = try r.optionalPositiveInt("head_dim", max: Limits.headDim) {
             headDim = explicit
         } else {
             guard hiddenSize % numAttentionHeads == 0 else {
@@ -118,7 +133,7 @@ public struct LlamaConfig: Equatable, Sendable {
         }
 
         // transformers: LlamaConfig defaults 2048 / 1e-6; MistralConfig 4096·32 / 1e-6.
-        maxPositionEmbeddings = try r.optionalPositiveInt("max_position_embeddings") ?? (isMistral ? 4096 * 32 : 2048)
+        maxPositionEmbeddings = try r.optionalPositiveInt("max_position_embeddings", max: Limits.positions) ?? (isMistral ? 4096 * 32 : 2048)
         rmsNormEps = try r.optionalDouble("rms_norm_eps") ?? 1e-6
         guard rmsNormEps.isFinite, rmsNormEps > 0 else { throw r.fail("rms_norm_eps must be a positive number, found \(rmsNormEps)") }
 

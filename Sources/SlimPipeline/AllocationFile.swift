@@ -224,7 +224,9 @@ extension AllocationFile {
     public static func load(path: String) throws -> AllocationFile {
         let file = try MappedFile(path: path)
         let json: JSON
-        do { json = try JSON.parse(file.bytes) } catch { throw FileError(path, error.description) }
+        do { json = try file.withBytes { bytes throws(JSONError) in try JSON.parse(bytes) } } catch {
+            throw FileError(path, error.description)
+        }
         return try AllocationFile(json: json, path: path)
     }
 

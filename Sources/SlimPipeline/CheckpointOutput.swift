@@ -69,6 +69,7 @@ enum CheckpointOutput {
         let absoluteOutput = RunManifest.absolute(output)
         let parent = (absoluteOutput as NSString).deletingLastPathComponent
         let name = (absoluteOutput as NSString).lastPathComponent
+        StaleStaging.clean(parent: parent, name: name)
         let staging = (parent as NSString).appendingPathComponent(".\(name).partial-\(getpid())")
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {

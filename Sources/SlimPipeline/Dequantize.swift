@@ -31,6 +31,7 @@ public enum PackedDequantizer {
             throw FileError(output, "exists and is not empty: refusing to replace it")
         }
         let parent = (absolute as NSString).deletingLastPathComponent
+        StaleStaging.clean(parent: parent, name: (absolute as NSString).lastPathComponent)
         let staging = (parent as NSString).appendingPathComponent(".\((absolute as NSString).lastPathComponent).partial-\(getpid())")
         try? fm.removeItem(atPath: staging)
         do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {

@@ -87,6 +87,24 @@ final class LayerRunner {
         self.layer = layer
         weights = try LlamaWeights(config: slice.config, source: slice, path: path)
         model = LlamaModel(weights: weights, threads: threads)
+        try Self.checkFinite(weights.layers[0], config: config, layer: layer, path: path)
+    }
+
+    /// NaN or ±Inf in a weight would turn the Hessians and every later layer into NaN and give
+    /// a garbage checkpoint hours later: such a layer is refused, naming the tensor and element.
+    static func checkFinite(_ weights: LlamaLayerWeights, config: LlamaConfig, layer: Int, path: String) throws(FileError) {
+        var tensors: [(String, FloatTensor)] = [(TensorLayout.inputNorm(layer: layer), weights.inputNorm),
+                                                (TensorLayout.postAttentionNorm(layer: layer), weights.postAttentionNorm)]
+        for m in TensorLayout(config: config).linearModules(layer: layer) {
+            if let w = weights.denseWeight(m.kind) { tensors.append((m.weightName, w)) }
+            if let b = (weights[m.kind] as? DenseLinear)?.bias, let name = m.biasName { tensors.append((name, b)) }
+        }
+        for (name, t) in tensors {
+            let values = UnsafeBufferPointer(start: t.pointer, count: t.count)
+            guard let i = values.firstIndex(where: { !$0.isFinite }) else { continue }
+            let position = t.shape.count == 2 ? "[\(i / t.shape[1]), \(i % t.shape[1])]" : "[\(i)]"
+            throw FileError(path, "tensor \(name) holds \(values[i]) at \(position): the weights are corrupt (NaN/Inf)")
+        }
     }
 
     var layerWeights: LlamaLayerWeights { weights.layers[0] }

@@ -112,7 +112,9 @@ final class WorkDirectory {
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: path, isDirectory: &isDir) {
             guard isDir.boolValue else { throw FileError(path, "work directory path exists and is not a directory") }
-            let entries = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != lockName }
+            // Temporary files of a killed write (AtomicFile's ".<name>.tmp-<pid>-<n>") do not make
+            // a directory a work directory: a run killed while writing its manifest restarts.
+            let entries = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { $0 != lockName && !isTemporary($0) }
             if !entries.isEmpty {
                 let manifestPath = (path as NSString).appendingPathComponent(manifestName)
                 guard let stored = try? readJSON(manifestPath).flatMap(RunManifest.init(json:)) else {
@@ -148,9 +150,15 @@ final class WorkDirectory {
             throw FileError(path, "cannot create the work directory: \(error.localizedDescription)")
         }
         let dir = WorkDirectory(path: path, state: WorkState(), lockDescriptor: try lock(path))
+        for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] where isTemporary(name) {
+            try? fm.removeItem(atPath: dir.file(name))
+        }
         try AtomicFile.write(text: manifest.toJSON().serialized(pretty: true) + "\n", to: dir.file(manifestName))
         return dir
     }
+
+    /// AtomicFile's temporary names: ".<name>.tmp-<pid>-<n>".
+    static func isTemporary(_ name: String) -> Bool { name.hasPrefix(".") && name.contains(".tmp-") }
 
     /// Checks that the files `state` refers to exist in `path`.
     private static func checkFiles(in path: String, state: WorkState) throws {

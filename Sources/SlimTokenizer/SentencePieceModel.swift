@@ -164,6 +164,8 @@ final class SentencePieceModel: @unchecked Sendable {
     /// Parses a serialized ModelProto. Only BPE models are accepted.
     static func load(path: String) throws(FileError) -> SentencePieceModel {
         let file = try MappedFile(path: path)
+        // The bytes must outlive every use of `root` (ARC may release `file` after its last use).
+        defer { withExtendedLifetime(file) {} }
         guard file.count > 0 else { throw FileError(path, "empty file") }
         var root = ProtoReader(file.bytes, path: path)
         var pieces: [String] = [], scores: [Float] = [], types: [SentencePieceType] = []

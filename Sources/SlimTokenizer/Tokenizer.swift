@@ -125,7 +125,7 @@ public final class Tokenizer: @unchecked Sendable {
     static func readJSON(_ path: String) throws(FileError) -> JSON {
         let file = try MappedFile(path: path)
         do {
-            return try JSON.parse(file.bytes)
+            return try file.withBytes { bytes throws(JSONError) in try JSON.parse(bytes) }
         } catch {
             throw FileError(path, error.description)
         }

@@ -173,7 +173,12 @@ final class LlamaConfigTests: XCTestCase {
         assertRefused(Fixtures.tinyConfig { $0["num_key_value_heads"] = 3 }, "num_attention_heads (4) is not a multiple of num_key_value_heads (3)")
         assertRefused(Fixtures.tinyConfig { $0["hidden_size"] = 18 }, "hidden_size (18) is not a multiple of num_attention_heads (4)")
         assertRefused(Fixtures.tinyConfig { $0["head_dim"] = 5 }, "head_dim 5 is odd")
-        assertRefused(Fixtures.tinyConfig { $0["head_dim"] = .int(1 << 61) }, "overflows")
+        // Sizes no real model has are refused before anything is derived from them (a
+        // 10^11-layer config used to spin building its tensor list).
+        assertRefused(Fixtures.tinyConfig { $0["head_dim"] = .int(1 << 61) }, "\"head_dim\" is 2305843009213693952, above the supported maximum 65536")
+        assertRefused(Fixtures.tinyConfig { $0["num_hidden_layers"] = .int(100_000_000_000) }, "\"num_hidden_layers\" is 100000000000, above the supported maximum 4096")
+        assertRefused(Fixtures.tinyConfig { $0["vocab_size"] = .int(1 << 25) }, "\"vocab_size\" is 33554432, above the supported maximum 16777216")
+        assertRefused(Fixtures.tinyConfig { $0["max_position_embeddings"] = .int(1 << 40) }, "above the supported maximum")
         assertRefused(Fixtures.tinyConfig { $0["rms_norm_eps"] = 0 }, "rms_norm_eps must be a positive number")
         assertRefused(Fixtures.tinyConfig { $0["hidden_act"] = "gelu" }, "hidden_act \"gelu\" is not supported")
         assertRefused(Fixtures.tinyConfig { $0["partial_rotary_factor"] = 0.5 }, "partial_rotary_factor 0.5 is not supported")

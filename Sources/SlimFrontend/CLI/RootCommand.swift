@@ -19,6 +19,8 @@ public enum SlimQuantCommand {
 
     /// Entry point of the executable: runs with the process arguments and exits.
     public static func main() -> Never {
+        // A model file truncated by another process while mapped: one error line, exit 1.
+        MappedFile.installTruncationHandler()
         let code = run(Array(CommandLine.arguments.dropFirst()), console: .standard)
         exit(code.rawValue)
     }

@@ -77,11 +77,7 @@ struct ConvertCommand: SlimCommand {
             throw FileError(from, "not a GGUF file (convert reads .gguf; safetensors directories are used as they are)")
         }
         let config = loaded.config
-        do {
-            try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
-        } catch {
-            throw FileError(out, "cannot create directory: \(error.localizedDescription)")
-        }
+        // write(directory:) creates `out` only once every file is complete.
         try model.write(directory: out, dtype: dtype.dtype)
         console.log(String(format: "converted %@ -> %@ (%d tensors, %@ parameters, %@) in %.1f s",
                            from, out, model.tensorNames.count, formatCount(config.parameterCount),

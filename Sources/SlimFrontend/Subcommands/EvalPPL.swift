@@ -86,7 +86,12 @@ struct EvalPPLCommand: SlimCommand {
         let addsBOS = tokenizer.bosTokenID != nil && tokenizer.encode("", addSpecialTokens: true).first == tokenizer.bosTokenID
         let evaluator = PerplexityEvaluator(protocol: evalProtocol, contextLength: ctx, maxWindows: maxWindows,
                                             bosTokenID: addsBOS ? tokenizer.bosTokenID : nil)
-        let windows = try evaluator.windows(of: tokens).count
+        let windows: Int
+        do { windows = try evaluator.windows(of: tokens).count } catch {
+            // Name the dataset: the evaluator only sees tokens.
+            let source = DatasetName(rawValue: dataset) == nil ? dataset : label
+            throw FileError(source, "\(error.message) (use a longer text or a smaller --ctx)")
+        }
         console.log("eval-ppl: \(loaded.config.architecture) \(formatCount(loaded.parameterCount)) on \(label): "
                     + "\(tokens.count) tokens (tokenized in \(String(format: "%.2f", tokenizeSeconds)) s), "
                     + "\(windows) windows of \(ctx), protocol \(evalProtocol.rawValue), \(threads) threads")
