@@ -55,7 +55,7 @@ final class ProcessRobustnessTests: XCTestCase {
             p.executableURL = URL(fileURLWithPath: binary)
             p.arguments = arguments
         }
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         p.standardError = handle
         p.standardOutput = handle
@@ -131,8 +131,8 @@ final class ProcessRobustnessTests: XCTestCase {
     func testLeftoversOfAKilledRunDoNotBlockTheNextOne() throws {
         let work = dir + "/out.work"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: work + "/lock", contents: nil)
-        FileManager.default.createFile(atPath: work + "/.manifest.json.tmp-999999-1", contents: Data("{".utf8))
+        _ = FileManager.default.createFile(atPath: work + "/lock", contents: nil)
+        _ = FileManager.default.createFile(atPath: work + "/.manifest.json.tmp-999999-1", contents: Data("{".utf8))
         // A pid that cannot be running: above Linux's pid_max limit (4194304).
         try FileManager.default.createDirectory(atPath: dir + "/.out.partial-99999999", withIntermediateDirectories: true)
         let r = runCLI(quantizeArgs(out: dir + "/out", method: "rtn"))
