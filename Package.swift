@@ -57,6 +57,8 @@ let package = Package(
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
         // Benchmarks with same-run baselines (numpy/OpenBLAS, PyTorch); not part of `swift test`.
         .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval", "SlimPacking"], swiftSettings: simdFlags),
+        // GPU correctness and speed checks (scripts/gpu-check.sh); prints SKIP without a GPU.
+        .executableTarget(name: "slim-gpu-check", dependencies: ["SlimCUDA", "SlimPacking", "SlimRuntime", "SlimModel", "SlimKernels", "SlimIO"]),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
         // Test targets exclude their committed Fixtures/ directories: tests read them by path.

@@ -134,14 +134,16 @@ public final class CUDALinear: @unchecked Sendable {
         return Int(context.library.api.linear_weight_bytes(handle))
     }
 
-    /// Mean seconds per application on `tokens` tokens (activation preparation included),
-    /// timed with CUDA events over `iterations` calls after one warm-up.
-    public func time(tokens: Int, iterations: Int) throws(CUDAError) -> Double {
-        var seconds = 0.0
+    /// Mean seconds per application on `tokens` tokens, timed with CUDA events over `iterations`
+    /// applications after a warm-up: `call` as `apply` runs (activation preparation and stream
+    /// launches included), `kernel` for the GEMV/GEMM kernel alone (a CUDA graph of back-to-back
+    /// launches on prepared activations, as in the model's decode graph).
+    public func time(tokens: Int, iterations: Int) throws(CUDAError) -> (call: Double, kernel: Double) {
+        var call = 0.0, kernel = 0.0
         let h = try live()
-        try context.check(context.library.api.linear_time(context.handle, h, Int32(tokens), Int32(iterations), &seconds),
+        try context.check(context.library.api.linear_time(context.handle, h, Int32(tokens), Int32(iterations), &call, &kernel),
                           "timing of a \(rows)×\(columns) linear")
-        return seconds
+        return (call, kernel)
     }
 
     /// Hands the device object to a model (which frees it).

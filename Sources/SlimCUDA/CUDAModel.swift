@@ -18,6 +18,9 @@ public final class CUDAModel: @unchecked Sendable {
     public let capacity: Int
     /// Rows per forward block.
     public let maxTokens: Int
+    /// Device bytes of the weights (embedding, norms, linears, classifier): what a decode step
+    /// streams, besides the embedding row and the KV cache.
+    public private(set) var weightBytes = 0
     let handle: OpaquePointer
 
     /// Creates an empty device model (weights follow through the `set…` calls).
@@ -57,12 +60,14 @@ public final class CUDAModel: @unchecked Sendable {
             context.library.api.model_set_embedding(handle, weights.type.rawValue, raw.baseAddress, tied ? 1 : 0)
         }
         try context.check(status, "upload of the embedding")
+        weightBytes += weights.count * (weights.type == .f16 ? 2 : 4)
     }
 
     /// `layer` −1 is the final norm; `which` 0 = input_layernorm, 1 = post_attention_layernorm.
     func setNorm(layer: Int, which: Int, _ weights: [Float]) throws(CUDAError) {
         try context.check(context.library.api.model_set_norm(handle, Int32(layer), Int32(which), weights),
                           "upload of layer \(layer) norm")
+        weightBytes += 4 * weights.count
     }
 
     /// Moves `linear` into slot `kind` of `layer` (nil kind with layer −1: the classifier).
@@ -78,6 +83,7 @@ public final class CUDAModel: @unchecked Sendable {
         case .downProj?: slot = 6
         case nil: slot = 7
         }
+        let bytes = linear.weightBytes
         let raw = try linear.release()
         let status = context.library.api.model_set_linear(handle, Int32(layer), slot, raw)
         if status != 0 {
@@ -85,6 +91,7 @@ public final class CUDAModel: @unchecked Sendable {
             context.library.api.linear_destroy(raw)
             throw CUDAError("GPU model: \(message)")
         }
+        weightBytes += bytes
     }
 
     // MARK: - Running

@@ -250,9 +250,76 @@ SLIM_EXPORT int slim_cuda_copy_bandwidth(slim_cuda_context *ctx, size_t bytes, i
     return 0;
 }
 
+// Times `body` (which enqueues work on the stream) with CUDA events: milliseconds.
+template <typename Body>
+static int time_stream(slim_cuda_context *ctx, Body body, float *ms) {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    cudaError_t e = cudaEventCreate(&start);
+    if (e == cudaSuccess) e = cudaEventCreate(&stop);
+    if (e == cudaSuccess) e = cudaEventRecord(start, ctx->stream);
+    int status = e == cudaSuccess ? body() : 0;
+    if (status == 0 && e == cudaSuccess) e = cudaEventRecord(stop, ctx->stream);
+    if (status == 0 && e == cudaSuccess) e = cudaEventSynchronize(stop);
+    if (status == 0 && e == cudaSuccess) e = cudaEventElapsedTime(ms, start, stop);
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    if (status != 0) return 1;
+    if (e != cudaSuccess) {
+        set_cuda_error(e, "event timing", __FILE__, __LINE__);
+        return 1;
+    }
+    return 0;
+}
+
+// The kernel alone: a graph of `iterations` launches on prepared activations.
+static int time_kernel_graph(slim_cuda_context *ctx, slim_cuda_linear *lin, const float *x, int32_t tokens,
+                             int32_t iterations, float *y, float *ms) {
+    XPrep prep;
+    if (lin->packed) SLIM_TRY(prepare_x(ctx, ctx->xprep, x, tokens, lin->cols, lin->group_size, &prep));
+    SLIM_CHECK(cudaStreamSynchronize(ctx->stream));
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    SLIM_CHECK(cudaStreamBeginCapture(ctx->stream, cudaStreamCaptureModeThreadLocal));
+    ctx->capturing = true;
+    int status = 0;
+    for (int32_t i = 0; i < iterations && status == 0; i++) {
+        status = lin->packed ? packed_gemm(ctx, lin, prep, y, false) : dense_gemm(ctx, lin, x, tokens, y, false);
+    }
+    ctx->capturing = false;
+    const cudaError_t end = cudaStreamEndCapture(ctx->stream, &graph);
+    if (status != 0) {
+        if (graph) cudaGraphDestroy(graph);
+        return 1;
+    }
+    if (end != cudaSuccess) {
+        set_cuda_error(end, "cudaStreamEndCapture (kernel timing graph)", __FILE__, __LINE__);
+        return 1;
+    }
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        set_cuda_error(e, "cudaGraphInstantiate (kernel timing graph)", __FILE__, __LINE__);
+        return 1;
+    }
+    e = cudaGraphLaunch(exec, ctx->stream);  // warm-up
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx->stream);
+    if (e != cudaSuccess) {
+        cudaGraphExecDestroy(exec);
+        set_cuda_error(e, "kernel timing graph", __FILE__, __LINE__);
+        return 1;
+    }
+    status = time_stream(ctx, [&]() -> int {
+        SLIM_CHECK(cudaGraphLaunch(exec, ctx->stream));
+        return 0;
+    }, ms);
+    cudaGraphExecDestroy(exec);
+    return status;
+}
+
 SLIM_EXPORT int slim_cuda_linear_time(slim_cuda_context *ctx, slim_cuda_linear *lin, int32_t tokens,
-                                      int32_t iterations, double *seconds) {
-    *seconds = 0;
+                                      int32_t iterations, double *seconds_per_call, double *seconds_per_kernel) {
+    *seconds_per_call = 0;
+    *seconds_per_kernel = 0;
     SLIM_REQUIRE(tokens >= 1 && iterations >= 1, "linear_time: need tokens >= 1 and iterations >= 1");
     void *x = nullptr, *y = nullptr;
     SLIM_TRY(slim_cuda_device_malloc(ctx, sizeof(float) * (size_t)tokens * lin->cols, &x));
@@ -260,32 +327,23 @@ SLIM_EXPORT int slim_cuda_linear_time(slim_cuda_context *ctx, slim_cuda_linear *
         cudaFree(x);
         return 1;
     }
+    float call_ms = 0, kernel_ms = 0;
     int status = launch_fill(ctx, x, 0x3F000000u /* 0.5f */, (size_t)tokens * lin->cols);
-    cudaEvent_t start = nullptr, stop = nullptr;
-    float ms = 0;
     if (status == 0) status = slim_cuda_linear_apply(ctx, lin, (const float *)x, tokens, (float *)y, 0);  // warm-up
-    cudaError_t e = cudaSuccess;
     if (status == 0) {
-        e = cudaEventCreate(&start);
-        if (e == cudaSuccess) e = cudaEventCreate(&stop);
-        if (e == cudaSuccess) e = cudaEventRecord(start, ctx->stream);
+        status = time_stream(ctx, [&]() -> int {
+            for (int32_t i = 0; i < iterations; i++) {
+                SLIM_TRY(slim_cuda_linear_apply(ctx, lin, (const float *)x, tokens, (float *)y, 0));
+            }
+            return 0;
+        }, &call_ms);
     }
-    for (int32_t i = 0; i < iterations && status == 0 && e == cudaSuccess; i++) {
-        status = slim_cuda_linear_apply(ctx, lin, (const float *)x, tokens, (float *)y, 0);
-    }
-    if (status == 0 && e == cudaSuccess) e = cudaEventRecord(stop, ctx->stream);
-    if (status == 0 && e == cudaSuccess) e = cudaEventSynchronize(stop);
-    if (status == 0 && e == cudaSuccess) e = cudaEventElapsedTime(&ms, start, stop);
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
+    if (status == 0) status = time_kernel_graph(ctx, lin, (const float *)x, tokens, iterations, (float *)y, &kernel_ms);
     cudaStreamSynchronize(ctx->stream);
     cudaFree(x);
     cudaFree(y);
     if (status != 0) return 1;
-    if (e != cudaSuccess) {
-        set_cuda_error(e, "linear timing", __FILE__, __LINE__);
-        return 1;
-    }
-    *seconds = ms / 1e3 / iterations;
+    *seconds_per_call = call_ms / 1e3 / iterations;
+    *seconds_per_kernel = kernel_ms / 1e3 / iterations;
     return 0;
 }

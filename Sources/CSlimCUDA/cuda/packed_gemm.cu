@@ -4,8 +4,8 @@
 // include/slim_cuda_layout.h.
 //
 // Work split: a block owns MT row tiles (16 rows each) × NT n-tiles (4 tokens each); its W warps
-// take the groups g = warp, warp + W, … and walk them slab by slab, loading the next slab's code
-// words while the current one is multiplied (one coalesced 128-byte row per word). Each warp
+// take the groups g = warp, warp + W, … and walk them slab by slab, loading the next slabs' code
+// words while the current ones are multiplied (one coalesced 128-byte row per word). Each warp
 // keeps its partial sums in registers; the W partials are summed in shared memory in warp order
 // (deterministic, no atomics) and written once, scaled back by the token's power of two.
 #include "common.cuh"
@@ -75,7 +75,7 @@ __global__ void __launch_bounds__(256) prep_x_kernel(const float *__restrict__ x
 // MARK: - The mma
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
+    asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -153,8 +153,59 @@ __device__ __forceinline__ int32_t load_slab(const PackedArgs &p, int32_t tile0,
     return b;
 }
 
+// Per-warp state of the group being accumulated: its affine maps, Σx̃ of the lane's tokens and
+// the mma accumulators, and the running outputs.
 template <int MT, int NT>
-__global__ void __launch_bounds__(MT * NT == 1 ? 512 : 256) packed_gemm_kernel(PackedArgs p) {
+struct WarpState {
+    float a[MT][2], o[MT][2], sx[NT], c[MT][NT][4];
+    float y[MT][NT][2];
+};
+
+// Unit u of a warp (its u-th slab): group warp + (u / slabs)·W, slab u mod slabs.
+__device__ __forceinline__ void unit_position(const PackedArgs &p, int32_t warp, int32_t warps, int32_t u, int32_t *g,
+                                              int32_t *s) {
+    *g = warp + (u / p.slabs) * warps;
+    *s = u % p.slabs;
+}
+
+// Multiplies one unit (slab s of group g, words `w`) into the state: group start loads the
+// affine maps and Σx̃, group end folds the group into the outputs.
+template <int MT, int NT>
+__device__ __forceinline__ void process_unit(const PackedArgs &p, int32_t g, int32_t s, int32_t bits,
+                                             const uint32_t (&w)[MT][8], int32_t tile0, int32_t nt0, int32_t lane,
+                                             const int32_t (&b_rows)[NT], WarpState<MT, NT> &st) {
+    if (s == 0) {
+#pragma unroll
+        for (int m = 0; m < MT; m++) {
+            uint2 prm = make_uint2(0u, 0u);
+            if (tile0 + m < p.row_tiles) prm = __ldg(&p.params[((size_t)(tile0 + m) * p.k_count + g) * 8 + (lane >> 2)]);
+            slim_layout_affine(prm.x, bits, &st.a[m][0], &st.o[m][0]);
+            slim_layout_affine(prm.y, bits, &st.a[m][1], &st.o[m][1]);
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) st.c[m][nt][0] = st.c[m][nt][1] = st.c[m][nt][2] = st.c[m][nt][3] = 0.0f;
+        }
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+            const int32_t token = 4 * (nt0 + nt) + (lane & 3);
+            st.sx[nt] = token < p.tokens ? __ldg(&p.sums[(size_t)token * p.k_count + g]) : 0.0f;
+        }
+    }
+    slab_dispatch<MT, NT>(bits, w, p, (g * p.slabs + s) * 4, nt0, lane, b_rows, st.c);
+    if (s == p.slabs - 1) {  // y += a·Σq·x̃ + o·Σx̃ (the hi and lo columns summed)
+#pragma unroll
+        for (int m = 0; m < MT; m++)
+#pragma unroll
+            for (int nt = 0; nt < NT; nt++) {
+                st.y[m][nt][0] += st.a[m][0] * (st.c[m][nt][0] + st.c[m][nt][1]) + st.o[m][0] * st.sx[nt];
+                st.y[m][nt][1] += st.a[m][1] * (st.c[m][nt][2] + st.c[m][nt][3]) + st.o[m][1] * st.sx[nt];
+            }
+    }
+}
+
+// UNITS slabs are processed per step while the next UNITS are loaded (decode: 2, so a warp keeps
+// up to four slabs of code words in flight; prefill is compute-bound: 1).
+template <int MT, int NT, int UNITS>
+__global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(PackedArgs p) {
     extern __shared__ float partial[];  // [W][MT·16][NT·4]
     constexpr int RT = MT * 16, TT = NT * 4;
     const int32_t warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -163,66 +214,53 @@ __global__ void __launch_bounds__(MT * NT == 1 ? 512 : 256) packed_gemm_kernel(P
 #pragma unroll
     for (int nt = 0; nt < NT; nt++) b_rows[nt] = 2 * max(0, min(4, p.tokens - 4 * (nt0 + nt)));
 
-    float yacc[MT][NT][2];
+    WarpState<MT, NT> st;
 #pragma unroll
     for (int m = 0; m < MT; m++)
 #pragma unroll
-        for (int nt = 0; nt < NT; nt++) yacc[m][nt][0] = yacc[m][nt][1] = 0.0f;
+        for (int nt = 0; nt < NT; nt++) st.y[m][nt][0] = st.y[m][nt][1] = 0.0f;
 
-    if (warp < p.k_count) {
-        uint32_t cur[MT][8], next[MT][8];
-        int32_t g = warp, s = 0;
-        int32_t bits = load_slab<MT>(p, tile0, g, s, lane, cur);
-        float a[MT][2], o[MT][2], sx[NT], c[MT][NT][4];
-        while (true) {
-            // Prefetch the next slab of this warp (the next group's first slab after the last).
-            int32_t ng = g, ns = s + 1;
-            if (ns == p.slabs) {
-                ns = 0;
-                ng = g + warps;
+    // This warp's slabs: groups warp, warp + W, … each of `slabs` slabs.
+    const int32_t units = warp < p.k_count ? (p.k_count - warp + warps - 1) / warps * p.slabs : 0;
+    uint32_t cur[UNITS][MT][8], next[UNITS][MT][8];
+    int32_t cur_bits[UNITS], next_bits[UNITS];
+#pragma unroll
+    for (int k = 0; k < UNITS; k++) {
+        cur_bits[k] = 0;
+        if (k < units) {
+            int32_t g, s;
+            unit_position(p, warp, warps, k, &g, &s);
+            cur_bits[k] = load_slab<MT>(p, tile0, g, s, lane, cur[k]);
+        }
+    }
+    for (int32_t u0 = 0; u0 < units; u0 += UNITS) {
+#pragma unroll
+        for (int k = 0; k < UNITS; k++) {  // prefetch
+            next_bits[k] = 0;
+            if (u0 + UNITS + k < units) {
+                int32_t g, s;
+                unit_position(p, warp, warps, u0 + UNITS + k, &g, &s);
+                next_bits[k] = load_slab<MT>(p, tile0, g, s, lane, next[k]);
             }
-            const bool more = ng < p.k_count;
-            int32_t next_bits = 0;
-            if (more) next_bits = load_slab<MT>(p, tile0, ng, ns, lane, next);
-
-            if (s == 0) {  // group start: affine maps of this lane's rows, Σx̃ of its tokens
+        }
 #pragma unroll
-                for (int m = 0; m < MT; m++) {
-                    uint2 prm = make_uint2(0u, 0u);
-                    if (tile0 + m < p.row_tiles) {
-                        prm = __ldg(&p.params[((size_t)(tile0 + m) * p.k_count + g) * 8 + (lane >> 2)]);
-                    }
-                    slim_layout_affine(prm.x, bits, &a[m][0], &o[m][0]);
-                    slim_layout_affine(prm.y, bits, &a[m][1], &o[m][1]);
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt++) c[m][nt][0] = c[m][nt][1] = c[m][nt][2] = c[m][nt][3] = 0.0f;
-                }
-#pragma unroll
-                for (int nt = 0; nt < NT; nt++) {
-                    const int32_t token = 4 * (nt0 + nt) + (lane & 3);
-                    sx[nt] = token < p.tokens ? __ldg(&p.sums[(size_t)token * p.k_count + g]) : 0.0f;
-                }
+        for (int k = 0; k < UNITS; k++) {
+            if (u0 + k < units) {
+                int32_t g, s;
+                unit_position(p, warp, warps, u0 + k, &g, &s);
+                process_unit<MT, NT>(p, g, s, cur_bits[k], cur[k], tile0, nt0, lane, b_rows, st);
             }
-            slab_dispatch<MT, NT>(bits, cur, p, (g * p.slabs + s) * 4, nt0, lane, b_rows, c);
-            if (s == p.slabs - 1) {  // group end: y += a·Σq·x̃ + o·Σx̃ (hi and lo columns summed)
+        }
 #pragma unroll
-                for (int m = 0; m < MT; m++)
-#pragma unroll
-                    for (int nt = 0; nt < NT; nt++) {
-                        yacc[m][nt][0] += a[m][0] * (c[m][nt][0] + c[m][nt][1]) + o[m][0] * sx[nt];
-                        yacc[m][nt][1] += a[m][1] * (c[m][nt][2] + c[m][nt][3]) + o[m][1] * sx[nt];
-                    }
-            }
-            if (!more) break;
-            g = ng;
-            s = ns;
-            bits = next_bits;
+        for (int k = 0; k < UNITS; k++) {
+            cur_bits[k] = next_bits[k];
 #pragma unroll
             for (int m = 0; m < MT; m++)
 #pragma unroll
-                for (int i = 0; i < 8; i++) cur[m][i] = next[m][i];
+                for (int i = 0; i < 8; i++) cur[k][m][i] = next[k][m][i];
         }
     }
+    const auto &yacc = st.y;
 
     // Cross-warp reduction in warp order; one thread per (row, token) writes the result.
 #pragma unroll
@@ -285,7 +323,7 @@ int prepare_x(slim_cuda_context *ctx, XScratch &scratch, const float *d_x, int32
     return 0;
 }
 
-template <int MT, int NT>
+template <int MT, int NT, int UNITS>
 static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t max_warps) {
     const dim3 grid((unsigned)((args.row_tiles + MT - 1) / MT), (unsigned)((args.ntiles + NT - 1) / NT));
     const int64_t blocks = (int64_t)grid.x * grid.y;
@@ -295,7 +333,7 @@ static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t
                                              : next_pow2((int)((ctx->multiprocessors * 32 + blocks - 1) / blocks));
     warps = max(1, min(warps, min(max_warps, args.k_count)));
     const size_t shared = sizeof(float) * (size_t)warps * MT * 16 * NT * 4;
-    packed_gemm_kernel<MT, NT><<<grid, warps * 32, shared, ctx->stream>>>(args);
+    packed_gemm_kernel<MT, NT, UNITS><<<grid, warps * 32, shared, ctx->stream>>>(args);
     SLIM_KERNEL_CHECK(ctx, "packed_gemm");
     return 0;
 }
@@ -324,9 +362,9 @@ int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep
     p.ntiles = (x.tokens + 3) / 4;
     p.accumulate = accumulate ? 1 : 0;
     if (lin->rows == 0) return 0;
-    if (x.tokens <= 4) return launch_packed<1, 1>(ctx, p, 16);
-    if (x.tokens <= 8) return launch_packed<2, 2>(ctx, p, 8);
-    return launch_packed<2, 4>(ctx, p, 8);
+    if (x.tokens <= 4) return launch_packed<1, 1, 2>(ctx, p, 8);
+    if (x.tokens <= 8) return launch_packed<2, 2, 1>(ctx, p, 8);
+    return launch_packed<2, 4, 1>(ctx, p, 8);
 }
 
 }  // namespace slim

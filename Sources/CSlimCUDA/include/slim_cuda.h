@@ -96,8 +96,11 @@ typedef struct {
     X(int, linear_apply, (slim_cuda_context *ctx, slim_cuda_linear *lin, const float *d_x, int32_t tokens, \
                           float *d_y, int32_t accumulate)) \
     X(int64_t, linear_weight_bytes, (const slim_cuda_linear *lin)) \
+    /* Mean seconds per application: as linear_apply runs it (stream launches, activation \
+     * preparation included) and of the GEMV/GEMM kernel alone (a CUDA graph of `iterations` \
+     * launches on prepared activations: no launch gaps). */ \
     X(int, linear_time, (slim_cuda_context *ctx, slim_cuda_linear *lin, int32_t tokens, int32_t iterations, \
-                         double *seconds)) \
+                         double *seconds_per_call, double *seconds_per_kernel)) \
     X(int, copy_bandwidth, (slim_cuda_context *ctx, size_t bytes, int32_t iterations, double *bytes_per_second)) \
     /* Decoder kernels on device buffers (the model runs the same kernels). */ \
     X(int, rmsnorm, (slim_cuda_context *ctx, const float *d_x, const float *d_weight, float *d_out, \

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# GPU checks of the CUDA backend (`--device cuda`), for a machine with an NVIDIA GPU:
+#
+#   bash scripts/gpu-check.sh [--prepare | --build-only | --skip-build] [--quick]
+#
+#   --prepare     (any machine, no GPU needed) copy the fixtures the checks use into
+#                 .build/gpu-fixtures: stories260K, WikiText-2, and stories260K quantized with
+#                 SliM-LLM at 2 and 3 bits (mixed 1…4-bit groups of 32, ragged last group).
+#                 Carry that directory to a GPU machine that has no ../shared.
+#   --build-only  build libslimcuda.so, slim-quant and slim-gpu-check (release), then stop.
+#   --skip-build  use what a previous --build-only built (builds only what is missing).
+#   --quick       fewer kernel cases; no LLaMA-7B-shape correctness matrices.
+#
+# Steps: (1) build; (2) slim-gpu-check: every kernel vs the CPU / float64 reference on random
+# packed matrices (all bit mixes, ragged groups, NaN-poisoned outputs with guard elements), whole
+# models vs SlimRuntime (logits, decode steps, NLL); (3) eval-ppl on the CPU and the GPU for each
+# packed checkpoint: PPL equal within 0.1 %; (4) speed: GEMV bandwidth vs copy bandwidth at
+# LLaMA-7B shapes (inside slim-gpu-check), decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits
+# (target ≥ 200 tok/s on an H100), fp16 cuBLAS GEMV via torch in the same run.
+#
+# Without a GPU it prints SKIP lines and exits 0. Exit status 1 when any check FAILs (SPEED lines
+# never fail). SmolLM2 is added when ~/.cache/slim-quant-fixtures/smollm2-135m-f32 (or
+# $SLIM_SMOLLM2_DIR) exists. Environment: PYTHON (torch baseline, default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=all QUICK=()
+for arg in "$@"; do
+    case "$arg" in
+        --prepare) MODE=prepare ;;
+        --build-only) MODE=build ;;
+        --skip-build) MODE=check ;;
+        --quick) QUICK=(--quick) ;;
+        *) echo "usage: bash scripts/gpu-check.sh [--prepare | --build-only | --skip-build] [--quick]" >&2; exit 64 ;;
+    esac
+done
+
+FIX=.build/gpu-fixtures
+SHARED=${SLIM_SHARED_DIR:-../shared}
+BIN=.build/release
+FAILURES=0
+note() { echo "== $*"; }
+
+build_binaries() {
+    note "build: libslimcuda.so, slim-quant, slim-gpu-check (release)"
+    bash scripts/build-cuda.sh
+    swift build -c release --product slim-quant
+    swift build -c release --product slim-gpu-check
+}
+
+prepare_fixtures() {
+    note "fixtures → $FIX"
+    [[ -d "$SHARED/models/stories260K" ]] || { echo "error: $SHARED/models/stories260K not found (set SLIM_SHARED_DIR)" >&2; exit 1; }
+    mkdir -p "$FIX/data"
+    cp -r "$SHARED/models/stories260K" "$FIX/" && chmod -R u+w "$FIX/stories260K"
+    cp -r "$SHARED/data/wikitext-2-raw" "$FIX/data/" && chmod -R u+w "$FIX/data"
+    local quantizer=$BIN/slim-quant
+    if [[ ! -x $quantizer ]]; then  # a debug build quantizes a model this small just as well
+        swift build --product slim-quant
+        quantizer=$(swift build --show-bin-path)/slim-quant
+    fi
+    for bits in 2 3; do
+        rm -rf "$FIX/stories260K-slim$bits"
+        "$quantizer" quantize --model "$FIX/stories260K" --bits $bits --method slim --group-size 32 \
+            --samples 16 --seq-len 256 --data-dir "$FIX/data" --out "$FIX/stories260K-slim$bits" \
+            >"$FIX/quantize-slim$bits.log" 2>&1 || { cat "$FIX/quantize-slim$bits.log" >&2; exit 1; }
+    done
+    du -sh "$FIX"
+}
+
+if [[ $MODE == prepare ]]; then prepare_fixtures; exit 0; fi
+if [[ $MODE == build ]]; then build_binaries; exit 0; fi
+
+has_gpu() {
+    { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; } ||
+        compgen -G "/proc/driver/nvidia/gpus/*" >/dev/null
+}
+if ! has_gpu; then
+    if [[ $MODE == all ]]; then bash scripts/build-cuda.sh; fi  # the kernels still compile
+    echo "SKIP kernel and model checks: no NVIDIA GPU (nvidia-smi lists none, no /proc/driver/nvidia/gpus)"
+    echo "SKIP PPL CPU vs GPU: no NVIDIA GPU"
+    echo "SKIP speed: no NVIDIA GPU"
+    exit 0
+fi
+if [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
+    build_binaries
+fi
+nvidia-smi -L 2>/dev/null || true
+
+# Fixtures: prepared ones, else made here from ../shared.
+[[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures
+MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3")
+PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
+SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
+if [[ -f "$SMOL/model.safetensors" ]]; then
+    if [[ ! -d "$FIX/smollm2-rtn4" ]]; then
+        note "quantize SmolLM2-135M (RTN 4-bit, group 128) for the packed checks"
+        $BIN/slim-quant quantize --model "$SMOL" --bits 4 --method rtn --out "$FIX/smollm2-rtn4" \
+            >"$FIX/quantize-smollm2.log" 2>&1 || { cat "$FIX/quantize-smollm2.log" >&2; exit 1; }
+    fi
+    MODELS+=("$SMOL" "$FIX/smollm2-rtn4")
+    PACKED+=("$FIX/smollm2-rtn4:2048:2")
+else
+    echo "SKIP SmolLM2 checks: no fixture at $SMOL (scripts/prepare-fixtures.sh)"
+fi
+
+note "kernels, models, GEMV bandwidth (slim-gpu-check)"
+MODEL_ARGS=()
+for m in "${MODELS[@]}"; do MODEL_ARGS+=(--model "$m"); done
+$BIN/slim-gpu-check --require-gpu "${QUICK[@]}" "${MODEL_ARGS[@]}" || FAILURES=$((FAILURES + 1))
+
+note "perplexity: CPU vs GPU (WikiText-2, paper protocol)"
+ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
+for spec in "${PACKED[@]}"; do
+    IFS=: read -r model ctx windows <<<"$spec"
+    args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
+    cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of)
+    gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null | ppl_of)
+    if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
+        echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU $gpu (within 0.1 %)"
+    else
+        echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ${gpu:-error} (must agree within 0.1 %)"
+        FAILURES=$((FAILURES + 1))
+    fi
+done
+
+note "decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
+for bits in 2 3; do
+    $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
+done
+$BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
+
+note "baseline: fp16 cuBLAS GEMV via torch"
+${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"
+
+if [[ $FAILURES -gt 0 ]]; then
+    echo "gpu-check: $FAILURES step(s) FAILED"
+    exit 1
+fi
+echo "gpu-check: all checks passed"
