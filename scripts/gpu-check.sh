@@ -122,9 +122,8 @@ if [[ $MODE == check && -f "$BUNDLE/slim-quant.xz" ]]; then
     mkdir -p "$BIN"
     for exe in slim-quant slim-gpu-check; do [[ -x "$BIN/$exe" ]] || unpack "$BUNDLE/$exe.xz" "$BIN/$exe"; done
     # Prefer the local nvcc (its CUDA matches the driver); else the bundled build.
-    if command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; then
-        bash scripts/build-cuda.sh "$BIN/libslimcuda.so"
-    else
+    if ! { { command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; } && bash scripts/build-cuda.sh "$BIN/libslimcuda.so"; }; then
+        echo "note: using the bundled libslimcuda.so (no local nvcc, or its build failed)"
         unpack "$BUNDLE/libslimcuda.so.xz" "$BIN/libslimcuda.so"
     fi
 elif [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
