@@ -46,11 +46,19 @@ let package = Package(
         .target(name: "SlimData", dependencies: ["SlimIO", "SlimTokenizer"]),
         // Evaluation: perplexity protocols (paper / llama.cpp), scoring of logits.
         .target(name: "SlimEval", dependencies: [], swiftSettings: simdFlags),
+        // CUDA backend, C side: the API of libslimcuda.so (loaded with dlopen at run time) and the
+        // host repack into its GPU layout. The .cu kernels are built only by scripts/build-cuda.sh.
+        .target(name: "CSlimCUDA", exclude: ["cuda"], linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        // CUDA backend, Swift side: library loading, device buffers, packed/dense linears, the
+        // resident GPU model (`--device cuda`), synthetic models for speed runs.
+        .target(name: "SlimCUDA", dependencies: ["CSlimCUDA", "SlimIO", "SlimKernels", "SlimModel", "SlimPacking", "SlimRuntime"]),
         // CLI engine: argument parsing and subcommands (thin executable on top).
-        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval", "SlimPipeline"]),
+        .target(name: "SlimFrontend", dependencies: ["SlimIO", "SlimTokenizer", "SlimModel", "SlimData", "SlimKernels", "SlimRuntime", "SlimEval", "SlimPipeline", "SlimCUDA"]),
         .executableTarget(name: "slim-quant", dependencies: ["SlimFrontend"]),
         // Benchmarks with same-run baselines (numpy/OpenBLAS, PyTorch); not part of `swift test`.
         .executableTarget(name: "slim-bench", dependencies: ["SlimKernels", "SlimRuntime", "SlimModel", "SlimEval", "SlimPacking"], swiftSettings: simdFlags),
+        // GPU correctness and speed checks (scripts/gpu-check.sh); prints SKIP without a GPU.
+        .executableTarget(name: "slim-gpu-check", dependencies: ["SlimCUDA", "SlimPacking", "SlimRuntime", "SlimModel", "SlimKernels", "SlimIO"]),
 
         // Fixture lookup shared by the test targets (../shared, prepared SmolLM2, temp dirs).
         // Test targets exclude their committed Fixtures/ directories: tests read them by path.
@@ -65,6 +73,7 @@ let package = Package(
         .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimPacking", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimPackingTests", dependencies: ["SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
+        .testTarget(name: "SlimCUDATests", dependencies: ["SlimCUDA", "CSlimCUDA", "SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across Dispatch workers by design

@@ -1,6 +1,7 @@
 import Foundation
 import SlimIO
 import SlimKernels
+import SlimCUDA
 import SlimModel
 import SlimRuntime
 
@@ -16,21 +17,32 @@ struct BenchCommand: SlimCommand {
             feeding each back through the KV cache. Token ids are pseudo-random, so tokenization
             is not measured. One warm-up run, then --repetitions timed runs: mean ± standard
             deviation of tokens/s.
+            --device cuda runs the resident GPU model (weights and KV cache on the device; build the
+            backend with scripts/build-cuda.sh). --synthetic llama-7b (with --device cuda) measures a
+            random packed model of that shape instead of a checkpoint: groups of 128 at --bits − 1,
+            --bits and --bits + 1 (a quarter each at the ends, mean exactly --bits), fp16 embedding and
+            classifier. Its weights are random: only the speed is meaningful.
             """,
         examples: [
             "slim-quant bench --model ~/.cache/slim-quant-fixtures/smollm2-135m-f32",
             "slim-quant bench --model ../shared/models/stories260K --prompt-tokens 128 --gen-tokens 32 --json",
+            "slim-quant bench --synthetic llama-7b --bits 2 --device cuda",
         ],
         options: [
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
+            .option("synthetic", value: "<llama-7b>", help: "A random packed model of this shape (needs --device cuda)."),
+            .option("bits", value: "<2|3|4>", help: "Average bits of the --synthetic model.", default: "2"),
             .option("prompt-tokens", short: "p", value: "<n>", help: "Prefill length; 0 skips the test.", default: "512"),
             .option("gen-tokens", short: "n", value: "<n>", help: "Generated tokens; 0 skips the test.", default: "128"),
             .option("repetitions", short: "r", value: "<n>", help: "Timed runs per test.", default: "5"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print results as JSON."),
-        ])
+        ] + DeviceSelection.options)
 
-    let model: String
+    let model: String?
+    let synthetic: SyntheticModel?
+    let bits: Int
+    let device: DeviceSelection
     let promptTokens: Int
     let genTokens: Int
     let repetitions: Int
@@ -38,7 +50,17 @@ struct BenchCommand: SlimCommand {
     let json: Bool
 
     init(_ args: ParsedArguments) throws(UsageError) {
-        model = try args.required("model", "<dir|file.gguf>")
+        device = try DeviceSelection(args)
+        synthetic = args.isSet("synthetic") ? try args.choice("synthetic", default: SyntheticModel.llama7b) : nil
+        if synthetic != nil {
+            guard !args.isSet("model") else { throw UsageError("'--synthetic' and '--model' are mutually exclusive") }
+            guard device.device == .cuda else { throw UsageError("'--synthetic' runs only with '--device cuda'") }
+            model = nil
+        } else {
+            model = try args.required("model", "<dir|file.gguf>")
+            if args.isSet("bits") { throw UsageError("'--bits' applies only with '--synthetic'") }
+        }
+        bits = try args.int("bits", default: 2, in: 2...4)
         promptTokens = try args.int("prompt-tokens", default: 512, in: 0...1_048_576)
         genTokens = try args.int("gen-tokens", default: 128, in: 0...1_048_576)
         repetitions = try args.int("repetitions", default: 5, in: 1...1000)
@@ -62,34 +84,43 @@ struct BenchCommand: SlimCommand {
         }
     }
 
+    /// What is measured: the model's label, weight bytes and parameters, and the two workloads.
+    private struct Workload {
+        let name: String
+        let size: Int
+        let parameters: Int
+        let vocab: Int
+        let backend: String
+        let prefill: ([Int]) throws -> Void
+        let step: (Int) throws -> Void
+        let reset: () -> Void
+    }
+
     func run(console: Console) throws {
-        let loaded = try LoadedModel(path: model)
-        let weights = try LlamaWeights(model: loaded)
-        let runtime = LlamaModel(weights: weights, threads: threads)
-        let session = try InferenceSession(model: runtime, capacity: max(promptTokens, genTokens, 1))
+        let capacity = max(promptTokens, genTokens, 1)
+        let work = device.device == .cuda ? try gpuWorkload(console: console, capacity: capacity)
+                                           : try cpuWorkload(capacity: capacity)
         var rng = SplitMix64(seed: 42)
-        let vocab = loaded.config.vocabSize
-        let ids = (0..<max(promptTokens, genTokens)).map { _ in Int(rng.next() % UInt64(vocab)) }
+        let ids = (0..<max(promptTokens, genTokens)).map { _ in Int(rng.next() % UInt64(work.vocab)) }
 
         var results: [Measurement] = []
         if promptTokens > 0 {
             results.append(try measure("pp\(promptTokens)", tokens: promptTokens) {
-                session.reset()
-                _ = try session.prefill(Array(ids.prefix(promptTokens)), logits: .last)
+                work.reset()
+                try work.prefill(Array(ids.prefix(promptTokens)))
             })
         }
         if genTokens > 0 {
             results.append(try measure("tg\(genTokens)", tokens: genTokens) {
-                session.reset()
-                for t in ids.prefix(genTokens) { _ = try session.step(t) }
+                work.reset()
+                for t in ids.prefix(genTokens) { try work.step(t) }
             })
         }
-        let size = weightBytes(loaded)
-        let name = "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))"
+        let workers = device.device == .cuda ? "-" : String(threads)
         if json {
             let rows: [JSON] = results.map { m in
-                ["model": .string(name), "size_bytes": .int(Int64(size)), "params": .int(Int64(loaded.parameterCount)),
-                 "backend": "CPU", "threads": .int(Int64(threads)), "test": .string(m.test),
+                ["model": .string(work.name), "size_bytes": .int(Int64(work.size)), "params": .int(Int64(work.parameters)),
+                 "backend": .string(work.backend), "threads": .string(workers), "test": .string(m.test),
                  "tokens_per_second": .double(m.mean), "stddev": .double(m.sd),
                  "samples": .array(m.rates.map { .double($0) })]
             }
@@ -99,10 +130,45 @@ struct BenchCommand: SlimCommand {
         let header = ["model", "size", "params", "backend", "threads", "test", "t/s"]
         var table = [header]
         for m in results {
-            table.append([name, formatBytes(size), formatCount(loaded.parameterCount), "CPU", String(threads), m.test,
+            table.append([work.name, formatBytes(work.size), formatCount(work.parameters), work.backend, workers, m.test,
                           String(format: "%.2f ± %.2f", m.mean, m.sd)])
         }
         console.print(markdownTable(table))
+    }
+
+    private func cpuWorkload(capacity: Int) throws -> Workload {
+        let loaded = try LoadedModel(path: model!)
+        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded), threads: threads)
+        let session = try InferenceSession(model: runtime, capacity: capacity)
+        return Workload(name: "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))",
+                        size: weightBytes(loaded), parameters: loaded.parameterCount, vocab: loaded.config.vocabSize,
+                        backend: "CPU",
+                        prefill: { _ = try session.prefill($0, logits: .last) },
+                        step: { _ = try session.step($0) },
+                        reset: { session.reset() })
+    }
+
+    private func gpuWorkload(console: Console, capacity: Int) throws -> Workload {
+        let context = try device.openContext(console: console)
+        let gpu: CUDAModel, name: String, size: Int
+        if let synthetic {
+            console.log("bench: building a random \(synthetic.rawValue) model at \(bits) bits on the GPU")
+            gpu = try CUDAModel.synthetic(synthetic, bits: bits, context: context, capacity: capacity,
+                                          maxTokens: max(promptTokens, 1))
+            name = "\(synthetic.rawValue) synthetic \(bits)-bit"
+            size = gpu.weightBytes
+        } else {
+            let loaded = try LoadedModel(path: model!)
+            gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: max(promptTokens, 1))
+            name = "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))"
+            size = weightBytes(loaded)
+        }
+        console.log("bench: \(formatBytes(gpu.weightBytes)) of weights, \(formatBytes(gpu.deviceBytes)) on the device")
+        return Workload(name: name, size: size, parameters: gpu.config.parameterCount, vocab: gpu.config.vocabSize,
+                        backend: "CUDA",
+                        prefill: { _ = try gpu.forward($0, logits: .last) },
+                        step: { _ = try gpu.forward([$0], logits: .last) },
+                        reset: { gpu.reset() })
     }
 
     private func measure(_ test: String, tokens: Int, _ body: () throws -> Void) throws -> Measurement {

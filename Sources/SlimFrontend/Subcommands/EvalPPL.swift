@@ -1,6 +1,7 @@
 import Foundation
 import SlimData
 import SlimEval
+import SlimCUDA
 import SlimIO
 import SlimKernels
 import SlimModel
@@ -22,11 +23,14 @@ struct EvalPPLCommand: SlimCommand {
             of --ctx tokens (default 512) starting with BOS, the second half of each scored, printed
             as "PPL = x +/- y".
             Progress with the running PPL and an ETA goes to stderr; the result to stdout.
+            --device cuda evaluates on an NVIDIA GPU (backend: scripts/build-cuda.sh): the same windows
+            and scoring, with the model, KV cache and log-softmax on the device.
             """,
         examples: [
             "slim-quant eval-ppl --model ~/.cache/slim-quant-fixtures/smollm2-135m-f32 --dataset wikitext2",
             "slim-quant eval-ppl --model ../shared/models/stories260K --dataset wikitext2 --ctx 512 --max-windows 8 --json",
             "slim-quant eval-ppl --model model.gguf --dataset wiki.test.raw --protocol llamacpp",
+            "slim-quant eval-ppl --model smollm2-slim-w2 --dataset wikitext2 --device cuda",
         ],
         options: [
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
@@ -39,7 +43,7 @@ struct EvalPPLCommand: SlimCommand {
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print the result as JSON."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
-        ])
+        ] + DeviceSelection.options)
 
     let model: String
     let dataset: String
@@ -51,8 +55,10 @@ struct EvalPPLCommand: SlimCommand {
     let threads: Int
     let json: Bool
     let preferJSON: Bool
+    let device: DeviceSelection
 
     init(_ args: ParsedArguments) throws(UsageError) {
+        device = try DeviceSelection(args)
         model = try args.required("model", "<dir|file.gguf>")
         dataset = try args.required("dataset", "<name|file>")
         split = args.isSet("split") ? try args.choice("split", default: Split.test) : nil
@@ -94,12 +100,18 @@ struct EvalPPLCommand: SlimCommand {
         }
         console.log("eval-ppl: \(loaded.config.architecture) \(formatCount(loaded.parameterCount)) on \(label): "
                     + "\(tokens.count) tokens (tokenized in \(String(format: "%.2f", tokenizeSeconds)) s), "
-                    + "\(windows) windows of \(ctx), protocol \(evalProtocol.rawValue), \(threads) threads")
+                    + "\(windows) windows of \(ctx), protocol \(evalProtocol.rawValue), "
+                    + (device.device == .cuda ? "GPU" : "\(threads) threads"))
 
-        let weights = try LlamaWeights(model: loaded)
-        let runtime = LlamaModel(weights: weights, threads: threads)
+        let scorer: any NextTokenScorer
+        if device.device == .cuda {
+            let context = try device.openContext(console: console)
+            scorer = GPUScorer(model: try CUDAModel(context: context, model: loaded, capacity: ctx))
+        } else {
+            scorer = RuntimeScorer(model: LlamaModel(weights: try LlamaWeights(model: loaded), threads: threads))
+        }
         let bar = ProgressBar(console: console, label: "eval-ppl", total: windows)
-        let result = try evaluator.evaluate(tokens: tokens, model: RuntimeScorer(model: runtime)) { p in
+        let result = try evaluator.evaluate(tokens: tokens, model: scorer) { p in
             bar.update(p.windowsDone, detail: String(format: "ppl %.4f", p.runningPerplexity))
         }
         report(result, label: label, console: console)
@@ -148,6 +160,14 @@ struct EvalPPLCommand: SlimCommand {
 /// Adapts the runtime to the evaluator: scores a window without materialising T × vocab logits.
 struct RuntimeScorer: NextTokenScorer {
     let model: LlamaModel
+    func negativeLogLikelihoods(window: [Int]) throws -> [Double] {
+        try model.negativeLogLikelihoods(window)
+    }
+}
+
+/// The GPU model as a scorer: log-softmax on the device, only the NLLs come back.
+struct GPUScorer: NextTokenScorer {
+    let model: CUDAModel
     func negativeLogLikelihoods(window: [Int]) throws -> [Double] {
         try model.negativeLogLikelihoods(window)
     }

@@ -1,0 +1,228 @@
+// Internal declarations shared by the .cu files of libslimcuda.so: error reporting, the context,
+// linears, scratch buffers and the kernel launchers. Nothing here is part of the C API.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+
+#include "../include/slim_cuda.h"
+#include "../include/slim_cuda_layout.h"
+
+#define SLIM_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace slim {
+
+// MARK: - Errors
+
+// Stores a one-line message for last_error() (thread-local). printf-style.
+void set_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+// "what: <CUDA error name>: <description> (file:line)", with a hint for driver/device problems.
+void set_cuda_error(cudaError_t error, const char *what, const char *file, int line);
+
+}  // namespace slim
+
+// Checks a CUDA runtime call; on failure records the error and returns 1 from the caller.
+#define SLIM_CHECK(call)                                                        \
+    do {                                                                        \
+        cudaError_t slim_e_ = (call);                                           \
+        if (slim_e_ != cudaSuccess) {                                           \
+            slim::set_cuda_error(slim_e_, #call, __FILE__, __LINE__);           \
+            return 1;                                                           \
+        }                                                                       \
+    } while (0)
+
+// Propagates a failure of an internal function (whose message is already recorded).
+#define SLIM_TRY(call)                                                          \
+    do {                                                                        \
+        if ((call) != 0) return 1;                                              \
+    } while (0)
+
+// After a kernel launch: launch errors always; with SLIM_CUDA_SYNC=1 also execution errors,
+// attributed to this kernel (synchronous debugging; disabled while a graph is captured).
+#define SLIM_KERNEL_CHECK(ctx, name)                                            \
+    do {                                                                        \
+        cudaError_t slim_e_ = cudaGetLastError();                               \
+        if (slim_e_ != cudaSuccess) {                                           \
+            slim::set_cuda_error(slim_e_, "launch of kernel " name, __FILE__, __LINE__); \
+            return 1;                                                           \
+        }                                                                       \
+        if ((ctx)->debug_sync && !(ctx)->capturing) {                           \
+            slim_e_ = cudaStreamSynchronize((ctx)->stream);                     \
+            if (slim_e_ != cudaSuccess) {                                       \
+                slim::set_cuda_error(slim_e_, "kernel " name, __FILE__, __LINE__); \
+                return 1;                                                       \
+            }                                                                   \
+        }                                                                       \
+    } while (0)
+
+// Validates an argument of an API call; on failure records "function: message" and returns 1.
+#define SLIM_REQUIRE(cond, ...)                                                 \
+    do {                                                                        \
+        if (!(cond)) {                                                          \
+            slim::set_error(__VA_ARGS__);                                       \
+            return 1;                                                           \
+        }                                                                       \
+    } while (0)
+
+namespace slim {
+
+// MARK: - Device buffers
+
+// A grow-only device allocation (scratch). Growing is refused while a graph is captured.
+struct Scratch {
+    void *ptr = nullptr;
+    size_t bytes = 0;
+};
+
+// Device buffers for prepared activations. The context has one set (linear_apply) and every
+// model its own, so a captured decode graph never sees them reallocated by another caller.
+struct XScratch {
+    Scratch xb, sums, scales;
+};
+
+// The activations of one input prepared for the packed kernel (slim_cuda_layout.h).
+struct XPrep {
+    const uint2 *xb = nullptr;      // [ntiles][KT][32] half pairs (hi/lo)
+    const float *sums = nullptr;    // [ntiles·4][K] Σx̃ per group
+    const float *scales = nullptr;  // [ntiles·4] 2^e per token
+    int32_t tokens = 0, columns = 0, group_size = 0;
+};
+
+}  // namespace slim
+
+struct slim_cuda_context {
+    int32_t device = 0;
+    cudaStream_t stream = nullptr;
+    int32_t multiprocessors = 0;
+    size_t shared_memory_optin = 0;   // bytes of dynamic shared memory a block may opt in to
+    bool debug_sync = false;          // SLIM_CUDA_SYNC=1
+    bool capturing = false;           // inside a CUDA graph capture
+    int32_t warps_override = 0;       // SLIM_CUDA_WARPS (tuning experiments), 0 = automatic
+    // Scratch for linear_apply (x preparation) and the op wrappers (a device int).
+    slim::XScratch xprep;
+    slim::Scratch ints;
+};
+
+struct slim_cuda_linear {
+    bool packed = false;
+    int32_t rows = 0, cols = 0;
+    float *bias = nullptr;            // device [rows] or null
+    // Packed (GPU layout).
+    int32_t group_size = 0, groups = 0, slabs = 0, row_tiles = 0;
+    int64_t tile_words = 0;
+    uint32_t *words = nullptr;
+    uint2 *params = nullptr;
+    int2 *group_meta = nullptr;       // per group: {word offset within a tile, bits}
+    int64_t word_count = 0, param_count = 0;
+    // Dense.
+    int32_t dtype = SLIM_CUDA_F32;
+    void *weights = nullptr;
+    bool owns_weights = true;         // false for a tied lm_head viewing the embedding
+};
+
+namespace slim {
+
+// MARK: - Internal API (host side of the kernels)
+
+// Grows `s` to at least `bytes` (no-op when large enough; error while capturing).
+int reserve(slim_cuda_context *ctx, Scratch &s, size_t bytes, const char *what);
+
+// Frees a scratch buffer.
+void release(Scratch &s);
+// Reserves x-preparation scratch for `tokens` × `columns` in groups of `group_size`.
+int reserve_xprep(slim_cuda_context *ctx, XScratch &scratch, int32_t tokens, int32_t columns, int32_t group_size);
+// Prepares x [tokens × columns] for the packed kernel into `scratch`.
+int prepare_x(slim_cuda_context *ctx, XScratch &scratch, const float *d_x, int32_t tokens, int32_t columns,
+              int32_t group_size, XPrep *out);
+// y (+)= x·Wᵀ (+ bias) for a packed linear, from prepared activations.
+int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep &x, float *d_y, bool accumulate);
+// y (+)= x·Wᵀ (+ bias) for a dense linear.
+int dense_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const float *d_x, int32_t tokens, float *d_y,
+               bool accumulate);
+// Either kind; `prep` is used for packed linears when non-null (else x is prepared in the
+// context's scratch).
+int linear_forward(slim_cuda_context *ctx, const slim_cuda_linear *lin, const float *d_x, int32_t tokens,
+                   const XPrep *prep, float *d_y, bool accumulate);
+
+int launch_rmsnorm(slim_cuda_context *ctx, const float *d_x, const float *d_w, float *d_out, int32_t rows, int32_t n,
+                   float eps);
+// Rotates `heads` heads of `rows` rows (row r at position *d_start + r) of d_x, writing to d_dst
+// (row r at d_dst + (at_position ? *d_start + r : r)·dst_stride; may equal d_x).
+int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t row_stride, int32_t heads,
+                int32_t head_dim, const float *d_cos, const float *d_sin, const int32_t *d_start, float *d_dst,
+                int64_t dst_stride, bool at_position);
+// Copies rows [rows × width] to d_dst at rows *d_start + r (the value cache).
+int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, const int32_t *d_start,
+                     float *d_dst);
+int launch_silu_mul(slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count);
+int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values,
+                     float *d_out, int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
+                     int32_t head_dim);
+int launch_nll(slim_cuda_context *ctx, const float *d_logits, const int32_t *d_targets, int32_t rows, int32_t vocab,
+               double *d_out);
+int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, const int32_t *d_tokens, int32_t rows,
+                 int32_t width, float *d_out);
+int launch_fill(slim_cuda_context *ctx, void *d_dst, uint32_t pattern, size_t count);
+
+// Shared-memory bytes the attention kernel needs for `head_dim` (0 when unsupported).
+size_t attention_shared_bytes(int32_t head_dim);
+// One-time kernel attributes (opt-in shared memory); called by context_create.
+int configure_attention(slim_cuda_context *ctx);
+
+// MARK: - Device helpers
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ double warp_sum_double(double v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xFFFFFFFFu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xFFFFFFFFu, v, o));
+    return v;
+}
+
+// Block-wide sum / max for blockDim.x a multiple of 32 (≤ 1024); every thread gets the result.
+// `scratch` holds 32 values; the block must call it uniformly.
+__device__ __forceinline__ float block_sum(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+
+__device__ __forceinline__ double block_sum_double(double v, double *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum_double(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0;
+    return warp_sum_double(v);
+}
+
+__device__ __forceinline__ float block_max(float v, float *scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+}  // namespace slim

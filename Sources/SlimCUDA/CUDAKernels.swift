@@ -1,0 +1,51 @@
+// The decoder kernels on device buffers, one call each: what `CUDAModel` runs, exposed so that
+// slim-gpu-check can compare every kernel with a CPU reference.
+
+import CSlimCUDA
+
+extension CUDAContext {
+    /// out[r] = x[r] · 1/√(mean(x[r]²) + eps) · weight, for `rows` rows of `n`.
+    public func rmsNorm(x: CUDABuffer<Float>, weight: CUDABuffer<Float>, out: CUDABuffer<Float>, rows: Int, n: Int,
+                        eps: Float) throws(CUDAError) {
+        precondition(x.count >= rows * n && out.count >= rows * n && weight.count >= n, "rmsNorm: buffers too small")
+        try check(library.api.rmsnorm(handle, x.typed(Float.self), weight.typed(Float.self), out.typed(Float.self),
+                                      Int32(rows), Int32(n), eps), "rmsnorm")
+    }
+
+    /// Rotates `heads` heads of `headDim` in each of `rows` rows (row r at position start + r,
+    /// rows `rowStride` apart) in place, with tables `cos`/`sin` [positions × headDim/2].
+    public func rope(_ x: CUDABuffer<Float>, rows: Int, rowStride: Int, heads: Int, headDim: Int,
+                     cos: CUDABuffer<Float>, sin: CUDABuffer<Float>, start: Int) throws(CUDAError) {
+        precondition(x.count >= rows * rowStride && cos.count >= (start + rows) * headDim / 2
+                     && sin.count >= (start + rows) * headDim / 2, "rope: buffers too small")
+        try check(library.api.rope(handle, x.typed(Float.self), Int32(rows), Int32(rowStride), Int32(heads),
+                                   Int32(headDim), cos.typed(Float.self), sin.typed(Float.self), Int32(start)), "rope")
+    }
+
+    /// out = silu(gate) · up, element-wise.
+    public func siluMul(gate: CUDABuffer<Float>, up: CUDABuffer<Float>, out: CUDABuffer<Float>, count: Int) throws(CUDAError) {
+        precondition(gate.count >= count && up.count >= count && out.count >= count, "siluMul: buffers too small")
+        try check(library.api.silu_mul(handle, gate.typed(Float.self), up.typed(Float.self), out.typed(Float.self),
+                                       Int64(count)), "silu_mul")
+    }
+
+    /// Causal GQA attention of `rows` query rows at positions start … start + rows − 1 over
+    /// keys/values [(start + rows) × kvHeads·headDim]; q and out are [rows × heads·headDim].
+    public func attention(q: CUDABuffer<Float>, keys: CUDABuffer<Float>, values: CUDABuffer<Float>, out: CUDABuffer<Float>,
+                          rows: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int) throws(CUDAError) {
+        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        precondition(q.count >= rows * qDim && out.count >= rows * qDim && keys.count >= (start + rows) * kvDim
+                     && values.count >= (start + rows) * kvDim, "attention: buffers too small")
+        try check(library.api.attention(handle, q.typed(Float.self), keys.typed(Float.self), values.typed(Float.self),
+                                        out.typed(Float.self), Int32(rows), Int32(start), Int32(heads), Int32(kvHeads),
+                                        Int32(headDim)), "attention")
+    }
+
+    /// out[r] = −log softmax(logits[r])[targets[r]] in fp64, for `rows` rows of `vocab`.
+    public func negativeLogLikelihoods(logits: CUDABuffer<Float>, targets: CUDABuffer<Int32>, rows: Int, vocab: Int,
+                                       out: CUDABuffer<Double>) throws(CUDAError) {
+        precondition(logits.count >= rows * vocab && targets.count >= rows && out.count >= rows, "nll: buffers too small")
+        try check(library.api.nll(handle, logits.typed(Float.self), targets.typed(Int32.self), Int32(rows), Int32(vocab),
+                                  out.typed(Double.self)), "nll")
+    }
+}

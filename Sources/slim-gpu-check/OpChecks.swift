@@ -1,0 +1,164 @@
+import Foundation
+import SlimCUDA
+import SlimModel
+import SlimRuntime
+
+/// RMSNorm, rotary embedding, SwiGLU, causal GQA attention and the NLL kernel against float64
+/// references on random inputs, outputs NaN-poisoned with guard elements.
+struct OpChecks {
+    let context: CUDAContext
+    let report: Report
+
+    func run() {
+        rmsNorm()
+        rope()
+        siluMul()
+        attention()
+        nll()
+    }
+
+    private func poisoned(_ count: Int) throws -> CUDABuffer<Float> {
+        let b = try CUDABuffer<Float>(context: context, count: count + Report.guardCount)
+        try b.fill(bitPattern: Report.poison)
+        return b
+    }
+
+    func rmsNorm() {
+        for n in [64, 576, 4096, 11008] {
+            report.run("rmsnorm n=\(n)") {
+                var rng = Random(seed: UInt64(n))
+                let rows = 5, eps: Float = 1e-5
+                let x = rng.values(rows * n, scale: 3), w = rng.values(n)
+                let out = try poisoned(rows * n)
+                try context.rmsNorm(x: CUDABuffer(context: context, values: x), weight: CUDABuffer(context: context, values: w),
+                                    out: out, rows: rows, n: n, eps: eps)
+                var want = [Double](repeating: 0, count: rows * n)
+                for r in 0..<rows {
+                    var ss = 0.0
+                    for i in 0..<n { ss += Double(x[r * n + i]) * Double(x[r * n + i]) }
+                    let inv = 1 / (ss / Double(n) + Double(eps)).squareRoot()
+                    for i in 0..<n { want[r * n + i] = Double(x[r * n + i]) * inv * Double(w[i]) }
+                }
+                report.compare("rmsnorm n=\(n)", got: try out.download(), want: want, scale: want.map { max(abs($0), 1e-3) },
+                               tolerance: 1e-5) { "[row \($0 / n), \($0 % n)]" }
+            }
+        }
+    }
+
+    func rope() {
+        let scaling = LlamaConfig.RopeScaling.llama3(factor: 8, lowFreqFactor: 1, highFreqFactor: 4,
+                                                     originalMaxPositionEmbeddings: 8192)
+        for (heads, headDim, start, scaled) in [(4, 8, 0, false), (9, 64, 100, false), (32, 128, 3, true)] {
+            let label = "rope heads=\(heads) d=\(headDim) start=\(start)\(scaled ? " llama3" : "")"
+            report.run(label) {
+                let rows = 7, stride = heads * headDim + 5, half = headDim / 2
+                let rotary = RotaryEmbedding(headDim: headDim, theta: 500_000, scaling: scaled ? scaling : nil)
+                var cosT: [Float] = [], sinT: [Float] = []
+                for p in 0..<(start + rows) {
+                    let (c, s) = rotary.cosSin(position: p)
+                    cosT += c
+                    sinT += s
+                }
+                var rng = Random(seed: UInt64(heads * headDim + start))
+                let x = rng.values(rows * stride, scale: 2)
+                let buffer = try CUDABuffer(context: context, values: x + [Float](repeating: Float(bitPattern: Report.poison),
+                                                                                   count: Report.guardCount))
+                try context.rope(buffer, rows: rows, rowStride: stride, heads: heads, headDim: headDim,
+                                 cos: CUDABuffer(context: context, values: cosT), sin: CUDABuffer(context: context, values: sinT),
+                                 start: start)
+                var want = x.map(Double.init)
+                for r in 0..<rows {
+                    for h in 0..<heads {
+                        for i in 0..<half {
+                            let lo = r * stride + h * headDim + i, hi = lo + half
+                            let c = Double(cosT[(start + r) * half + i]), s = Double(sinT[(start + r) * half + i])
+                            want[lo] = Double(x[lo]) * c - Double(x[hi]) * s
+                            want[hi] = Double(x[hi]) * c + Double(x[lo]) * s
+                        }
+                    }
+                }
+                report.compare(label, got: try buffer.download(), want: want, scale: x.map { _ in 2 }, tolerance: 1e-6) {
+                    "[row \($0 / stride), \($0 % stride)]"
+                }
+            }
+        }
+    }
+
+    func siluMul() {
+        report.run("silu_mul") {
+            var rng = Random(seed: 3)
+            let n = 10_007
+            let g = rng.values(n, scale: 8), u = rng.values(n, scale: 2)
+            let out = try poisoned(n)
+            try context.siluMul(gate: CUDABuffer(context: context, values: g), up: CUDABuffer(context: context, values: u),
+                                out: out, count: n)
+            let want = (0..<n).map { i in Double(g[i]) / (1 + Foundation.exp(-Double(g[i]))) * Double(u[i]) }
+            report.compare("silu_mul", got: try out.download(), want: want, scale: want.map { max(abs($0), 1e-3) }, tolerance: 1e-5)
+        }
+    }
+
+    func attention() {
+        let cases = [(4, 4, 8, 1, 0), (4, 2, 64, 1, 37), (9, 3, 64, 17, 0), (9, 3, 64, 5, 100), (32, 8, 128, 1, 300),
+                     (8, 8, 128, 40, 10), (4, 1, 256, 3, 5), (32, 32, 128, 70, 0)]
+        for (heads, kvHeads, d, rows, start) in cases {
+            let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)"
+            report.run(label) {
+                var rng = Random(seed: UInt64(heads * 1000 + d + rows + start))
+                let qDim = heads * d, kvDim = kvHeads * d, context_ = start + rows
+                let q = rng.values(rows * qDim, scale: 2), k = rng.values(context_ * kvDim, scale: 2)
+                let v = rng.values(context_ * kvDim)
+                let out = try poisoned(rows * qDim)
+                try context.attention(q: CUDABuffer(context: context, values: q), keys: CUDABuffer(context: context, values: k),
+                                      values: CUDABuffer(context: context, values: v), out: out, rows: rows, start: start,
+                                      heads: heads, kvHeads: kvHeads, headDim: d)
+                var want = [Double](repeating: 0, count: rows * qDim)
+                let scale = Foundation.pow(Double(d), -0.5)
+                for t in 0..<rows {
+                    for h in 0..<heads {
+                        let g = h / (heads / kvHeads), visible = start + t + 1
+                        var scores = [Double](repeating: 0, count: visible)
+                        for j in 0..<visible {
+                            var s = 0.0
+                            for i in 0..<d { s += Double(q[t * qDim + h * d + i]) * Double(k[j * kvDim + g * d + i]) }
+                            scores[j] = s * scale
+                        }
+                        let m = scores.max()!
+                        let e = scores.map { Foundation.exp($0 - m) }, sum = e.reduce(0, +)
+                        for i in 0..<d {
+                            var acc = 0.0
+                            for j in 0..<visible { acc += e[j] / sum * Double(v[j * kvDim + g * d + i]) }
+                            want[t * qDim + h * d + i] = acc
+                        }
+                    }
+                }
+                report.compare(label, got: try out.download(), want: want, scale: want.map { _ in 1 }, tolerance: 1e-5) {
+                    "[row \($0 / qDim), head \(($0 % qDim) / d), \($0 % d)]"
+                }
+            }
+        }
+    }
+
+    func nll() {
+        for vocab in [50, 32000, 49152] {
+            report.run("nll vocab=\(vocab)") {
+                var rng = Random(seed: UInt64(vocab))
+                let rows = 7
+                let logits = rng.values(rows * vocab, scale: 10)
+                let targets = (0..<rows).map { _ in Int32(rng.next() % UInt64(vocab)) }
+                let out = try CUDABuffer<Double>(context: context, count: rows)
+                try context.negativeLogLikelihoods(logits: CUDABuffer(context: context, values: logits),
+                                                   targets: CUDABuffer(context: context, values: targets), rows: rows,
+                                                   vocab: vocab, out: out)
+                let got = try out.download()
+                var want = [Double](repeating: 0, count: rows)
+                for r in 0..<rows {
+                    let row = logits[(r * vocab)..<((r + 1) * vocab)].map(Double.init)
+                    let m = row.max()!
+                    want[r] = m + Foundation.log(row.reduce(0) { $0 + Foundation.exp($1 - m) }) - row[Int(targets[r])]
+                }
+                report.compare("nll vocab=\(vocab)", got: got.map { Float($0) }, want: want, scale: want.map { max(abs($0), 1) },
+                               tolerance: 1e-6, guarded: false) { "row \($0)" }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import SlimTestSupport
+import XCTest
+@testable import SlimFrontend
+
+/// `--device` and its companions: command-line mistakes are usage errors (64); a missing CUDA
+/// backend is one clear line and exit 1, and nothing else changes.
+final class DeviceOptionTests: XCTestCase {
+    func testDeviceArgumentsAreValidated() {
+        let cases: [([String], String)] = [
+            (["bench", "--model", "m", "--device", "gpu"], "invalid value for '--device': 'gpu' (expected one of: cpu, cuda)"),
+            (["bench", "--model", "m", "--cuda-lib", "/x.so"], "'--cuda-lib' applies only with '--device cuda'"),
+            (["bench", "--synthetic", "llama-7b"], "'--synthetic' runs only with '--device cuda'"),
+            (["bench", "--synthetic", "llama-7b", "--model", "m", "--device", "cuda"], "mutually exclusive"),
+            (["bench", "--synthetic", "llama-9b", "--device", "cuda"], "invalid value for '--synthetic'"),
+            (["bench", "--synthetic", "llama-7b", "--device", "cuda", "--bits", "5"], "outside 2...4"),
+            (["bench", "--model", "m", "--bits", "3"], "'--bits' applies only with '--synthetic'"),
+            (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--device", "tpu"], "invalid value for '--device'"),
+            (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--cuda-lib", "/x.so"], "'--cuda-lib' applies only"),
+        ]
+        for (args, expected) in cases {
+            let r = runCLI(args)
+            XCTAssertEqual(r.code, .usage, "\(args): \(r.err)")
+            XCTAssertTrue(r.err.contains(expected), "\(args): \(r.err)")
+            XCTAssertEqual(r.err.filter { $0 == "\n" }.count, 1, "\(args): \(r.err)")
+        }
+    }
+
+    func testMissingBackendIsOneLineAndExitOne() throws {
+        let model = try TestFixtures.stories260KDir()
+        let bench = runCLI(["bench", "--model", model, "-p", "8", "-n", "4", "--device", "cuda",
+                            "--cuda-lib", "/nonexistent/libslimcuda.so"])
+        XCTAssertEqual(bench.code, .failure, bench.err)
+        XCTAssertEqual(bench.err, "error: CUDA backend not found (--cuda-lib: /nonexistent/libslimcuda.so missing); "
+                       + "build it with scripts/build-cuda.sh, or pass --cuda-lib / set SLIM_CUDA_LIB\n")
+        XCTAssertEqual(bench.out, "")
+
+        let dir = try TestFixtures.temporaryDirectory(self)
+        let text = dir + "/story.txt"
+        try String(repeating: "Once upon a time there was a little girl. ", count: 20).write(toFile: text, atomically: true, encoding: .utf8)
+        let ppl = runCLI(["eval-ppl", "--model", model, "--dataset", text, "--ctx", "32", "--device", "cuda",
+                          "--cuda-lib", "/nonexistent/libslimcuda.so"])
+        XCTAssertEqual(ppl.code, .failure, ppl.err)
+        XCTAssertTrue(ppl.err.hasSuffix("error: CUDA backend not found (--cuda-lib: /nonexistent/libslimcuda.so missing); "
+                      + "build it with scripts/build-cuda.sh, or pass --cuda-lib / set SLIM_CUDA_LIB\n"), ppl.err)
+        XCTAssertEqual(ppl.out, "")
+        // The CPU path of the same command is unchanged.
+        let cpu = runCLI(["eval-ppl", "--model", model, "--dataset", text, "--ctx", "32", "--max-windows", "2"])
+        XCTAssertEqual(cpu.code, .success, cpu.err)
+        XCTAssertTrue(cpu.out.contains("PPL = "), cpu.out)
+    }
+}

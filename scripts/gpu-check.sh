@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# GPU checks of the CUDA backend (`--device cuda`), for a machine with an NVIDIA GPU:
+#
+#   bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build] [--quick]
+#
+#   (no mode)     build everything here (nvcc + Swift), then run the checks.
+#   --bundle      (on a build machine; no GPU needed) write .build/gpu-bundle for a GPU machine
+#                 without a Swift toolchain: slim-quant and slim-gpu-check built with a static Swift
+#                 runtime, stripped and xz-compressed, libslimcuda.so, and the fixtures (stories260K,
+#                 WikiText-2, stories260K quantized with SliM-LLM at 2 and 3 bits: mixed 1…4-bit
+#                 groups of 32 with a ragged last group). About 40 MB: carry it to the GPU machine.
+#   --build-only  build libslimcuda.so, slim-quant and slim-gpu-check (release), then stop.
+#   --skip-build  use .build/gpu-bundle when present (rebuilding libslimcuda.so with the local
+#                 nvcc when there is one), else what --build-only built (building what is missing).
+#   --quick       fewer kernel cases; no LLaMA-7B-shape correctness matrices.
+#
+# Steps: (1) slim-gpu-check: every kernel vs the CPU / float64 reference on random packed matrices
+# (all bit mixes, ragged groups, NaN-poisoned outputs with guard elements), whole models vs
+# SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
+# bandwidth at LLaMA-7B shapes; (2) eval-ppl on the CPU and on the GPU for each packed checkpoint:
+# equal within 0.1 %; (3) decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target ≥ 200
+# tok/s on an H100); (4) fp16 cuBLAS GEMV via torch in the same run.
+#
+# Without a GPU it prints SKIP lines and exits 0. Exit status 1 when any check FAILs (SPEED lines
+# never fail). SmolLM2 is added when ~/.cache/slim-quant-fixtures/smollm2-135m-f32 (or
+# $SLIM_SMOLLM2_DIR) exists. Environment: SLIM_SHARED_DIR (default ../shared), PYTHON (torch
+# baseline, default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=all QUICK=()
+for arg in "$@"; do
+    case "$arg" in
+        --bundle) MODE=bundle ;;
+        --build-only) MODE=build ;;
+        --skip-build) MODE=check ;;
+        --quick) QUICK=(--quick) ;;
+        *) echo "usage: bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build] [--quick]" >&2; exit 64 ;;
+    esac
+done
+
+SHARED=${SLIM_SHARED_DIR:-../shared}
+BUNDLE=.build/gpu-bundle
+BIN=.build/release
+FIX=.build/gpu-fixtures
+FAILURES=0
+note() { echo "== $*"; }
+
+has_gpu() {
+    { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q GPU; } ||
+        compgen -G "/proc/driver/nvidia/gpus/*" >/dev/null
+}
+
+need_swift() {
+    command -v swift >/dev/null 2>&1 && return 0
+    echo "error: no Swift toolchain on this machine: run 'bash scripts/gpu-check.sh --bundle' on a build machine" \
+         "and bring .build/gpu-bundle here" >&2
+    exit 1
+}
+
+build_binaries() {
+    need_swift
+    note "build: libslimcuda.so, slim-quant, slim-gpu-check (release)"
+    bash scripts/build-cuda.sh
+    swift build -c release --product slim-quant
+    swift build -c release --product slim-gpu-check
+}
+
+# Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2.
+prepare_fixtures() {
+    local dir=$1 quantizer=$2
+    note "fixtures → $dir"
+    [[ -d "$SHARED/models/stories260K" ]] || { echo "error: $SHARED/models/stories260K not found (set SLIM_SHARED_DIR)" >&2; exit 1; }
+    mkdir -p "$dir/data"
+    rm -rf "$dir/stories260K" "$dir/data/wikitext-2-raw"
+    cp -r "$SHARED/models/stories260K" "$dir/" && chmod -R u+w "$dir/stories260K"
+    cp -r "$SHARED/data/wikitext-2-raw" "$dir/data/" && chmod -R u+w "$dir/data"
+    for bits in 2 3; do
+        rm -rf "$dir/stories260K-slim$bits"
+        "$quantizer" quantize --model "$dir/stories260K" --bits $bits --method slim --group-size 32 \
+            --samples 16 --seq-len 256 --data-dir "$dir/data" --out "$dir/stories260K-slim$bits" \
+            >"$dir/quantize-slim$bits.log" 2>&1 || { cat "$dir/quantize-slim$bits.log" >&2; exit 1; }
+    done
+}
+
+unpack() {  # xz file → executable, with Python's lzma when xz is missing
+    if command -v xz >/dev/null 2>&1; then xz -dc "$1" >"$2"; else
+        ${PYTHON:-python3} -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+    fi
+    chmod +x "$2"
+}
+
+if [[ $MODE == bundle ]]; then
+    need_swift
+    note "bundle → $BUNDLE (static Swift runtime, stripped, xz)"
+    bash scripts/build-cuda.sh
+    swift build -c release --static-swift-stdlib --product slim-quant
+    swift build -c release --static-swift-stdlib --product slim-gpu-check
+    rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
+    for exe in slim-quant slim-gpu-check; do
+        strip -o "$BUNDLE/$exe" "$BIN/$exe"
+        xz -T0 -6 "$BUNDLE/$exe"
+    done
+    xz -T0 -6 -c .build/cuda/libslimcuda.so >"$BUNDLE/libslimcuda.so.xz"
+    prepare_fixtures "$BUNDLE/fixtures" "$BIN/slim-quant"
+    du -sh "$BUNDLE"
+    exit 0
+fi
+if [[ $MODE == build ]]; then build_binaries; exit 0; fi
+
+if ! has_gpu; then
+    if [[ $MODE == all ]]; then bash scripts/build-cuda.sh; fi  # the kernels still compile
+    echo "SKIP kernel and model checks: no NVIDIA GPU (nvidia-smi lists none, no /proc/driver/nvidia/gpus)"
+    echo "SKIP PPL CPU vs GPU: no NVIDIA GPU"
+    echo "SKIP speed: no NVIDIA GPU"
+    exit 0
+fi
+
+if [[ $MODE == check && -f "$BUNDLE/slim-quant.xz" ]]; then
+    note "using $BUNDLE"
+    BIN=$BUNDLE/bin FIX=$BUNDLE/fixtures
+    mkdir -p "$BIN"
+    for exe in slim-quant slim-gpu-check; do [[ -x "$BIN/$exe" ]] || unpack "$BUNDLE/$exe.xz" "$BIN/$exe"; done
+    # Prefer the local nvcc (its CUDA matches the driver); else the bundled build.
+    if ! { { command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; } && bash scripts/build-cuda.sh "$BIN/libslimcuda.so"; }; then
+        echo "note: using the bundled libslimcuda.so (no local nvcc, or its build failed)"
+        unpack "$BUNDLE/libslimcuda.so.xz" "$BIN/libslimcuda.so"
+    fi
+elif [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
+    build_binaries
+fi
+nvidia-smi -L 2>/dev/null || true
+
+[[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures "$FIX" "$BIN/slim-quant"
+MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3")
+PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
+SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
+if [[ -f "$SMOL/model.safetensors" ]]; then
+    if [[ ! -d "$FIX/smollm2-rtn4" ]]; then
+        note "quantize SmolLM2-135M (RTN 4-bit, group 128) for the packed checks"
+        $BIN/slim-quant quantize --model "$SMOL" --bits 4 --method rtn --out "$FIX/smollm2-rtn4" \
+            >"$FIX/quantize-smollm2.log" 2>&1 || { cat "$FIX/quantize-smollm2.log" >&2; exit 1; }
+    fi
+    MODELS+=("$SMOL" "$FIX/smollm2-rtn4")
+    PACKED+=("$FIX/smollm2-rtn4:2048:2")
+else
+    echo "SKIP SmolLM2 checks: no fixture at $SMOL (scripts/prepare-fixtures.sh)"
+fi
+
+note "kernels, models, GEMV bandwidth (slim-gpu-check)"
+MODEL_ARGS=()
+for m in "${MODELS[@]}"; do MODEL_ARGS+=(--model "$m"); done
+$BIN/slim-gpu-check --require-gpu "${QUICK[@]}" "${MODEL_ARGS[@]}" || FAILURES=$((FAILURES + 1))
+
+note "perplexity: CPU vs GPU (WikiText-2, paper protocol)"
+ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
+for spec in "${PACKED[@]}"; do
+    IFS=: read -r model ctx windows <<<"$spec"
+    args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
+    cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of || true)
+    gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null | ppl_of || true)
+    if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
+        echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU $gpu (within 0.1 %)"
+    else
+        echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ${gpu:-error} (must agree within 0.1 %)"
+        FAILURES=$((FAILURES + 1))
+    fi
+done
+
+note "decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
+for bits in 2 3; do
+    $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
+done
+$BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
+
+note "baseline: fp16 cuBLAS GEMV via torch"
+${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"
+
+if [[ $FAILURES -gt 0 ]]; then
+    echo "gpu-check: $FAILURES step(s) FAILED"
+    exit 1
+fi
+echo "gpu-check: all checks passed"
