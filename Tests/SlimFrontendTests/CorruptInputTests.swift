@@ -98,27 +98,27 @@ final class CorruptInputTests: XCTestCase {
 
     /// E3: an integer tensor where a float weight belongs.
     func testWrongDType() throws {
-        let broken = try corruptModel("i32") { name, dtype, shape, bytes in
+        let broken = try corruptModel("i32", transform: { name, dtype, shape, bytes in
             name == "model.layers.0.mlp.up_proj.weight" ? (.i32, shape, bytes) : (dtype, shape, bytes)
-        }
+        })
         expectError(["inspect", "--model", broken],
                     mentions: [broken + "/model.safetensors", "model.layers.0.mlp.up_proj.weight is I32, expected a floating-point type"])
     }
 
     /// E4: a tensor whose shape disagrees with the config.
     func testShapeMismatch() throws {
-        let broken = try corruptModel("shape") { name, dtype, shape, bytes in
+        let broken = try corruptModel("shape", transform: { name, dtype, shape, bytes in
             name == "model.norm.weight" ? (dtype, [32], Array(bytes.prefix(128))) : (dtype, shape, bytes)
-        }
+        })
         expectError(["eval-ppl", "--model", broken, "--dataset", try calibrationFile(), "--ctx", "64"],
                     mentions: [broken + "/model.safetensors", "model.norm.weight has shape [32], expected [64]"])
     }
 
     /// E5: a tensor the config needs is absent.
     func testMissingTensor() throws {
-        let broken = try corruptModel("missing") { name, dtype, shape, bytes in
+        let broken = try corruptModel("missing", transform: { name, dtype, shape, bytes in
             name == "model.layers.4.mlp.down_proj.weight" ? nil : (dtype, shape, bytes)
-        }
+        })
         expectError(["generate", "--model", broken, "--prompt", "Once"],
                     mentions: [broken + "/model.safetensors", "missing model.layers.4.mlp.down_proj.weight [64, 172]"])
     }
@@ -126,12 +126,12 @@ final class CorruptInputTests: XCTestCase {
     /// E6: NaN and Inf weights are refused by quantize, naming the tensor and element.
     func testNonFiniteWeights() throws {
         for (label, value) in [("nan", Float.nan), ("inf", -Float.infinity)] {
-            let broken = try corruptModel(label) { name, dtype, shape, bytes in
+            let broken = try corruptModel(label, transform: { name, dtype, shape, bytes in
                 guard name == "model.layers.0.self_attn.k_proj.weight" else { return (dtype, shape, bytes) }
                 var copy = bytes
                 withUnsafeBytes(of: value) { for i in 0..<4 { copy[4 * (2 * 64 + 7) + i] = $0[i] } }
                 return (dtype, shape, copy)
-            }
+            })
             let out = dir + "/out-" + label
             expectError(quantizeArgs(broken, out: out, calibration: try calibrationFile()),
                         mentions: [broken, "model.layers.0.self_attn.k_proj.weight holds \(value) at [2, 7]", "corrupt"],
