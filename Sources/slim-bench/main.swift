@@ -4,7 +4,7 @@ import Foundation
 import SlimKernels
 
 let usage = """
-    usage: slim-bench [gemm] [prefill] [packed] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
+    usage: slim-bench [gemm] [prefill] [packed] [packed-kernel] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
 
     Sections (default: all available):
       gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
@@ -15,6 +15,8 @@ let usage = """
       packed   decode tokens/s of the fp32 model and of each --packed checkpoint (slim-packed,
                from quantize), with the memory-bandwidth roofline measured in the same run
                (runs only when --packed is given).
+      packed-kernel  the packed GEMV per call at SmolLM2 and LLaMA-7B shapes (2 and 3 bits) next to
+               the fp32 GEMV on the same shape.
     Options:
       --threads N    threads for both sides (default: all cores)
       --python PATH  interpreter with numpy / torch + transformers (default: $SLIM_BENCH_PYTHON, else python3)
@@ -47,7 +49,7 @@ while !args.isEmpty {
         packedPaths.append(v); args.removeFirst()
     case "--quick": quick = true
     case "-h", "--help": print(usage); exit(0)
-    case "gemm", "prefill", "packed": sections.append(a)
+    case "gemm", "prefill", "packed", "packed-kernel": sections.append(a)
     default:
         FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
     }
@@ -72,3 +74,4 @@ if sections.contains("packed") {
     if packedPaths.isEmpty { print("note: the packed section needs --packed DIR (a quantize output)\n") }
     else { PackedSection(fpModelPath: fp, packedPaths: packedPaths, threads: threads, quick: quick).run() }
 }
+if sections.contains("packed-kernel") { PackedKernelSection(threads: threads, quick: quick).run() }
