@@ -1,4 +1,5 @@
 import Foundation
+import SlimKernels
 
 /// Prints one PASS/FAIL line per check and counts failures. Errors are measured against a
 /// float64 reference, each element normalised by its own scale (e.g. Σ|w·x| for a dot product,
@@ -74,17 +75,11 @@ final class Report {
     }
 }
 
-/// SplitMix64 for reproducible test data.
+/// Reproducible test data from SlimKernels' SplitMix64.
 struct Random {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { generator.next() }
     /// Uniform in [0, 1).
     mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
     /// Uniform in [−1, 1).
