@@ -48,7 +48,7 @@ let package = Package(
         .target(name: "SlimEval", dependencies: [], swiftSettings: simdFlags),
         // CUDA backend, C side: the API of libslimcuda.so (loaded with dlopen at run time) and the
         // host repack into its GPU layout. The .cu kernels are built only by scripts/build-cuda.sh.
-        .target(name: "CSlimCUDA", exclude: ["cuda"], linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
+        .target(name: "CSlimCUDA", exclude: ["cuda", "emulator"], linkerSettings: [.linkedLibrary("dl", .when(platforms: [.linux]))]),
         // CUDA backend, Swift side: library loading, device buffers, packed/dense linears, the
         // resident GPU model (`--device cuda`), synthetic models for speed runs.
         .target(name: "SlimCUDA", dependencies: ["CSlimCUDA", "SlimIO", "SlimKernels", "SlimModel", "SlimPacking", "SlimRuntime"]),

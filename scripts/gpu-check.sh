@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU checks of the CUDA backend (`--device cuda`), for a machine with an NVIDIA GPU:
 #
-#   bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build] [--quick]
+#   bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --emulator] [--quick]
 #
 #   (no mode)     build everything here (nvcc + Swift), then run the checks.
 #   --bundle      (on a build machine; no GPU needed) write .build/gpu-bundle for a GPU machine
@@ -12,6 +12,10 @@
 #   --build-only  build libslimcuda.so, slim-quant and slim-gpu-check (release), then stop.
 #   --skip-build  use .build/gpu-bundle when present (rebuilding libslimcuda.so with the local
 #                 nvcc when there is one), else what --build-only built (building what is missing).
+#   --emulator    no GPU needed: build libslimcuda-emulator.so (the same .cu sources compiled for
+#                 the CPU emulator of the CUDA runtime, scripts/build-cuda-emulator.sh) and run the
+#                 kernel, model and CPU-vs-"GPU" perplexity checks against it. Speed steps are
+#                 skipped (emulated timings mean nothing). CI runs this with --quick.
 #   --quick       fewer kernel cases; no LLaMA-7B-shape correctness matrices.
 #
 # Steps: (1) slim-gpu-check: every kernel vs the CPU / float64 reference on random packed matrices
@@ -34,8 +38,9 @@ for arg in "$@"; do
         --bundle) MODE=bundle ;;
         --build-only) MODE=build ;;
         --skip-build) MODE=check ;;
+        --emulator) MODE=emulator ;;
         --quick) QUICK=(--quick) ;;
-        *) echo "usage: bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build] [--quick]" >&2; exit 64 ;;
+        *) echo "usage: bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --emulator] [--quick]" >&2; exit 64 ;;
     esac
 done
 
@@ -108,6 +113,58 @@ if [[ $MODE == bundle ]]; then
 fi
 if [[ $MODE == build ]]; then build_binaries; exit 0; fi
 
+# CPU-vs-GPU perplexity of "model:ctx:windows" specs with the backend in $SLIM_CUDA_LIB (or the
+# default lookup); adds to FAILURES.
+ppl_checks() {
+    local spec model ctx windows cpu gpu
+    ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
+    for spec in "$@"; do
+        IFS=: read -r model ctx windows <<<"$spec"
+        args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
+        cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of || true)
+        gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null | ppl_of || true)
+        if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
+            echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU $gpu (within 0.1 %)"
+        else
+            echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ${gpu:-error} (must agree within 0.1 %)"
+            FAILURES=$((FAILURES + 1))
+        fi
+    done
+}
+
+if [[ $MODE == emulator ]]; then
+    need_swift
+    note "build: libslimcuda-emulator.so (CPU emulator), slim-quant, slim-gpu-check (release)"
+    bash scripts/build-cuda-emulator.sh .build/cuda/libslimcuda-emulator.so
+    swift build -c release --product slim-quant
+    swift build -c release --product slim-gpu-check
+    export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
+    [[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures "$FIX" "$BIN/slim-quant"
+    note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
+    $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
+        --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" ||
+        FAILURES=$((FAILURES + 1))
+    note "the same kernels with the ready fibers run in reverse order (a race changes results)"
+    if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
+            --cuda-lib "$SLIM_CUDA_LIB" --model "$FIX/stories260K-slim2" >"$FIX/reverse.log" 2>&1; then
+        grep -v '^PASS' "$FIX/reverse.log"
+        FAILURES=$((FAILURES + 1))
+    fi
+    echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
+    note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
+    ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
+    note "bench --device cuda on the emulator (runs the path; its speeds mean nothing)"
+    $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 >/dev/null ||
+        { echo "FAIL bench --device cuda on the emulator"; FAILURES=$((FAILURES + 1)); }
+    echo "SKIP speed: emulator (no GPU)"
+    if [[ $FAILURES -gt 0 ]]; then
+        echo "gpu-check (emulator): $FAILURES step(s) FAILED"
+        exit 1
+    fi
+    echo "gpu-check (emulator): all checks passed"
+    exit 0
+fi
+
 if ! has_gpu; then
     if [[ $MODE == all ]]; then bash scripts/build-cuda.sh; fi  # the kernels still compile
     echo "SKIP kernel and model checks: no NVIDIA GPU (nvidia-smi lists none, no /proc/driver/nvidia/gpus)"
@@ -153,19 +210,7 @@ for m in "${MODELS[@]}"; do MODEL_ARGS+=(--model "$m"); done
 $BIN/slim-gpu-check --require-gpu "${QUICK[@]}" "${MODEL_ARGS[@]}" || FAILURES=$((FAILURES + 1))
 
 note "perplexity: CPU vs GPU (WikiText-2, paper protocol)"
-ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
-for spec in "${PACKED[@]}"; do
-    IFS=: read -r model ctx windows <<<"$spec"
-    args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
-    cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of || true)
-    gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null | ppl_of || true)
-    if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
-        echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU $gpu (within 0.1 %)"
-    else
-        echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ${gpu:-error} (must agree within 0.1 %)"
-        FAILURES=$((FAILURES + 1))
-    fi
-done
+ppl_checks "${PACKED[@]}"
 
 note "decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
 for bits in 2 3; do

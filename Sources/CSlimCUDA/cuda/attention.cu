@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_kernel(const float *__restrict__ q, const float *__restrict__ keys, const float *__restrict__ values,
                      float *__restrict__ out, int32_t rows, const int32_t *__restrict__ d_start, int32_t heads,
                      int32_t kv_heads, int32_t d, float scale) {
-    extern __shared__ float sm[];
+    SLIM_DYNAMIC_SHARED(float, sm);
     float *qs = sm;                            // [16][d]
     float *ks = qs + kAttnQueries * d;         // [32][d + 1] (odd stride: conflict-free column reads)
     float *vs = ks + kAttnKeys * (d + 1);      // [32][d]
@@ -141,19 +141,19 @@ int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_ke
     const float scale = (float)std::pow((double)head_dim, -0.5);
     const int threads = kAttnWarps * 32;
     if (head_dim <= 32) {
-        attention_kernel<1><<<grid, threads, shared, ctx->stream>>>(d_q, d_keys, d_values, d_out, rows, d_start, heads,
+        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<1>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
                                                                     kv_heads, head_dim, scale);
     } else if (head_dim <= 64) {
-        attention_kernel<2><<<grid, threads, shared, ctx->stream>>>(d_q, d_keys, d_values, d_out, rows, d_start, heads,
+        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<2>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
                                                                     kv_heads, head_dim, scale);
     } else if (head_dim <= 96) {
-        attention_kernel<3><<<grid, threads, shared, ctx->stream>>>(d_q, d_keys, d_values, d_out, rows, d_start, heads,
+        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<3>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
                                                                     kv_heads, head_dim, scale);
     } else if (head_dim <= 128) {
-        attention_kernel<4><<<grid, threads, shared, ctx->stream>>>(d_q, d_keys, d_values, d_out, rows, d_start, heads,
+        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<4>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
                                                                     kv_heads, head_dim, scale);
     } else {
-        attention_kernel<8><<<grid, threads, shared, ctx->stream>>>(d_q, d_keys, d_values, d_out, rows, d_start, heads,
+        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<8>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
                                                                     kv_heads, head_dim, scale);
     }
     SLIM_KERNEL_CHECK(ctx, "attention");

@@ -14,6 +14,14 @@
 
 #define SLIM_EXPORT extern "C" __attribute__((visibility("default")))
 
+// Kernel launches and dynamic shared memory go through these two macros so that the same sources
+// also build against the CPU emulator (../emulator, SLIM_CUDA_EMULATOR), which defines its own.
+#ifndef SLIM_CUDA_EMULATOR
+// SLIM_LAUNCH(grid, block, shared bytes, stream, kernel)(arguments…)
+#define SLIM_LAUNCH(grid, block, shared, stream, ...) __VA_ARGS__<<<grid, block, shared, stream>>>
+#define SLIM_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
+
 namespace slim {
 
 // MARK: - Errors

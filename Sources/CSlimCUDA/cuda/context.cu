@@ -99,6 +99,7 @@ SLIM_EXPORT const char *slim_cuda_last_error(void) { return last_message; }
 
 SLIM_EXPORT int slim_cuda_context_create(int32_t device, slim_cuda_context **out) {
     *out = nullptr;
+#ifndef SLIM_CUDA_EMULATOR
     // Without the driver library the runtime only says "insufficient driver": say what is missing.
     void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
     if (driver == nullptr) {
@@ -107,6 +108,7 @@ SLIM_EXPORT int slim_cuda_context_create(int32_t device, slim_cuda_context **out
         return 1;
     }
     dlclose(driver);
+#endif
     int count = 0;
     SLIM_CHECK(cudaGetDeviceCount(&count));
     SLIM_REQUIRE(count > 0, "no CUDA device is visible (cudaGetDeviceCount = 0)");

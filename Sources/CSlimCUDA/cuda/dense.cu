@@ -106,10 +106,10 @@ static int launch_dense(slim_cuda_context *ctx, const slim_cuda_linear *lin, con
     // 16-byte loads need every row (and x) 16-byte aligned: cols a multiple of the vector width.
     const bool vec = lin->cols % WeightVector<T>::width == 0 && lin->cols % 4 == 0;
     if (vec) {
-        dense_kernel<T, TT, true><<<grid, kDenseWarps * 32, 0, ctx->stream>>>(w, d_x, lin->bias, d_y, lin->rows,
+        SLIM_LAUNCH(grid, kDenseWarps * 32, 0, ctx->stream, dense_kernel<T, TT, true>)(w, d_x, lin->bias, d_y, lin->rows,
                                                                               lin->cols, tokens, accumulate);
     } else {
-        dense_kernel<T, TT, false><<<grid, kDenseWarps * 32, 0, ctx->stream>>>(w, d_x, lin->bias, d_y, lin->rows,
+        SLIM_LAUNCH(grid, kDenseWarps * 32, 0, ctx->stream, dense_kernel<T, TT, false>)(w, d_x, lin->bias, d_y, lin->rows,
                                                                                lin->cols, tokens, accumulate);
     }
     SLIM_KERNEL_CHECK(ctx, "dense_gemm");

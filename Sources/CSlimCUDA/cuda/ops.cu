@@ -100,7 +100,7 @@ static int row_threads(int32_t n) { return n >= 1024 ? 256 : (n >= 256 ? 128 : 6
 int launch_rmsnorm(slim_cuda_context *ctx, const float *d_x, const float *d_w, float *d_out, int32_t rows, int32_t n,
                    float eps) {
     if (rows == 0) return 0;
-    rmsnorm_kernel<<<rows, row_threads(n), 0, ctx->stream>>>(d_x, d_w, d_out, n, eps);
+    SLIM_LAUNCH(rows, row_threads(n), 0, ctx->stream, rmsnorm_kernel)(d_x, d_w, d_out, n, eps);
     SLIM_KERNEL_CHECK(ctx, "rmsnorm");
     return 0;
 }
@@ -109,7 +109,7 @@ int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t 
                 int32_t head_dim, const float *d_cos, const float *d_sin, const int32_t *d_start, float *d_dst,
                 int64_t dst_stride, bool at_position) {
     if (rows == 0) return 0;
-    rope_kernel<<<rows, 128, 0, ctx->stream>>>(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start, d_dst,
+    SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start, d_dst,
                                                dst_stride, at_position ? 1 : 0);
     SLIM_KERNEL_CHECK(ctx, "rope");
     return 0;
@@ -118,14 +118,14 @@ int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t 
 int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, const int32_t *d_start,
                      float *d_dst) {
     if (rows == 0) return 0;
-    copy_rows_kernel<<<grid_for((int64_t)rows * width, 256), 256, 0, ctx->stream>>>(d_src, rows, width, d_start, d_dst);
+    SLIM_LAUNCH(grid_for((int64_t)rows * width, 256), 256, 0, ctx->stream, copy_rows_kernel)(d_src, rows, width, d_start, d_dst);
     SLIM_KERNEL_CHECK(ctx, "copy_rows");
     return 0;
 }
 
 int launch_silu_mul(slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count) {
     if (count == 0) return 0;
-    silu_mul_kernel<<<grid_for(count, 256), 256, 0, ctx->stream>>>(d_gate, d_up, d_out, count);
+    SLIM_LAUNCH(grid_for(count, 256), 256, 0, ctx->stream, silu_mul_kernel)(d_gate, d_up, d_out, count);
     SLIM_KERNEL_CHECK(ctx, "silu_mul");
     return 0;
 }
@@ -134,9 +134,9 @@ int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, con
                  int32_t width, float *d_out) {
     if (rows == 0) return 0;
     if (dtype == SLIM_CUDA_F16) {
-        embed_kernel<__half><<<rows, 128, 0, ctx->stream>>>((const __half *)d_table, d_tokens, width, d_out);
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, embed_kernel<__half>)((const __half *)d_table, d_tokens, width, d_out);
     } else {
-        embed_kernel<float><<<rows, 128, 0, ctx->stream>>>((const float *)d_table, d_tokens, width, d_out);
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, embed_kernel<float>)((const float *)d_table, d_tokens, width, d_out);
     }
     SLIM_KERNEL_CHECK(ctx, "embed");
     return 0;
@@ -145,13 +145,13 @@ int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, con
 int launch_nll(slim_cuda_context *ctx, const float *d_logits, const int32_t *d_targets, int32_t rows, int32_t vocab,
                double *d_out) {
     if (rows == 0) return 0;
-    nll_kernel<<<rows, 256, 0, ctx->stream>>>(d_logits, d_targets, vocab, d_out);
+    SLIM_LAUNCH(rows, 256, 0, ctx->stream, nll_kernel)(d_logits, d_targets, vocab, d_out);
     SLIM_KERNEL_CHECK(ctx, "nll");
     return 0;
 }
 
 int launch_fill(slim_cuda_context *ctx, void *d_dst, uint32_t pattern, size_t count) {
-    fill_kernel<<<grid_for((int64_t)count, 256), 256, 0, ctx->stream>>>((uint32_t *)d_dst, pattern, count);
+    SLIM_LAUNCH(grid_for((int64_t)count, 256), 256, 0, ctx->stream, fill_kernel)((uint32_t *)d_dst, pattern, count);
     SLIM_KERNEL_CHECK(ctx, "fill");
     return 0;
 }

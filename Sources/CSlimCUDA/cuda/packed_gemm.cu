@@ -75,11 +75,15 @@ __global__ void __launch_bounds__(256) prep_x_kernel(const float *__restrict__ x
 // MARK: - The mma
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef SLIM_CUDA_EMULATOR
+    slim_emu::mma_m16n8k16(c, a, b0, b1);
+#else
     asm(
         "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
         "{%0, %1, %2, %3};\n"
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
 }
 
 struct PackedArgs {
@@ -206,7 +210,7 @@ __device__ __forceinline__ void process_unit(const PackedArgs &p, int32_t g, int
 // up to four slabs of code words in flight; prefill is compute-bound: 1).
 template <int MT, int NT, int UNITS>
 __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(PackedArgs p) {
-    extern __shared__ float partial[];  // [W][MT·16][NT·4]
+    SLIM_DYNAMIC_SHARED(float, partial);  // [W][MT·16][NT·4]
     constexpr int RT = MT * 16, TT = NT * 4;
     const int32_t warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int32_t tile0 = blockIdx.x * MT, nt0 = blockIdx.y * NT;
@@ -311,7 +315,7 @@ int prepare_x(slim_cuda_context *ctx, XScratch &scratch, const float *d_x, int32
     const int32_t k = slim_layout_groups(columns, group_size);
     const int32_t k_tiles = k * slim_layout_padded_group(group_size) / SLIM_LAYOUT_KTILE;
     const int32_t slots = (tokens + 3) / 4 * 4;
-    prep_x_kernel<<<slots, 256, 0, ctx->stream>>>(d_x, tokens, columns, group_size, k, k_tiles, (uint32_t *)scratch.xb.ptr,
+    SLIM_LAUNCH(slots, 256, 0, ctx->stream, prep_x_kernel)(d_x, tokens, columns, group_size, k, k_tiles, (uint32_t *)scratch.xb.ptr,
                                                   (float *)scratch.sums.ptr, (float *)scratch.scales.ptr);
     SLIM_KERNEL_CHECK(ctx, "prep_x");
     out->xb = (const uint2 *)scratch.xb.ptr;
@@ -333,7 +337,7 @@ static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t
                                              : next_pow2((int)((ctx->multiprocessors * 32 + blocks - 1) / blocks));
     warps = max(1, min(warps, min(max_warps, args.k_count)));
     const size_t shared = sizeof(float) * (size_t)warps * MT * 16 * NT * 4;
-    packed_gemm_kernel<MT, NT, UNITS><<<grid, warps * 32, shared, ctx->stream>>>(args);
+    SLIM_LAUNCH(grid, warps * 32, shared, ctx->stream, packed_gemm_kernel<MT, NT, UNITS>)(args);
     SLIM_KERNEL_CHECK(ctx, "packed_gemm");
     return 0;
 }
