@@ -3,16 +3,10 @@ import SlimIO
 import SlimModel
 import SlimPacking
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 // The output checkpoint: a Hugging Face directory every slim-quant command (and transformers)
 // loads, with the fake-quantized linear weights as F16 and every other tensor as stored in the
-// source. It is assembled in a sibling staging directory and renamed into place, so the output
-// path never holds a half-written model.
+// source. It is assembled in a sibling staging directory and renamed into place
+// (`StagedDirectory`), so the output path never holds a half-written model.
 
 enum CheckpointOutput {
     /// Files copied verbatim from a model directory when present.
@@ -65,47 +59,15 @@ enum CheckpointOutput {
     ///   - quantizationConfig: the `quantization_config` block for config.json.
     static func write(model: LoadedModel, to output: String, layerFiles: [String], allocation: AllocationFile,
                       format: OutputFormat, quantizationConfig: JSONObject) throws {
-        let fm = FileManager.default
-        let absoluteOutput = RunManifest.absolute(output)
-        let parent = (absoluteOutput as NSString).deletingLastPathComponent
-        let name = (absoluteOutput as NSString).lastPathComponent
-        StaleStaging.clean(parent: parent, name: name)
-        let staging = (parent as NSString).appendingPathComponent(".\(name).partial-\(getpid())")
-        try? fm.removeItem(atPath: staging)
-        do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
-            throw FileError(staging, "cannot create the staging directory: \(error.localizedDescription)")
+        try StagedDirectory.write(to: output) { staging in
+            try writeWeights(model: model, layerFiles: layerFiles, format: format, allocation: allocation,
+                             to: staging.file("model.safetensors"))
+            try writeTokenizer(model: model, into: staging.path)
+            try allocation.write(to: staging.file("allocation.json"))
+            var config = try sourceConfig(model)
+            config["quantization_config"] = .object(quantizationConfig)
+            return config
         }
-        var committed = false
-        defer { if !committed { try? fm.removeItem(atPath: staging) } }
-        func file(_ n: String) -> String { (staging as NSString).appendingPathComponent(n) }
-
-        try writeWeights(model: model, layerFiles: layerFiles, format: format, allocation: allocation,
-                         to: file("model.safetensors"))
-        try writeTokenizer(model: model, into: staging)
-        try allocation.write(to: file("allocation.json"))
-        // config.json last: it marks a complete checkpoint.
-        var config = try sourceConfig(model)
-        config["quantization_config"] = .object(quantizationConfig)
-        try AtomicFile.write(text: JSON.object(config).serialized(pretty: true) + "\n", to: file("config.json"))
-
-        // Swap into place: the old output (a previous slim-quant result or an empty directory)
-        // is moved aside first, so `output` is always either the old or the new checkpoint.
-        var oldAside: String?
-        if fm.fileExists(atPath: absoluteOutput) {
-            let aside = (parent as NSString).appendingPathComponent(".\(name).old-\(getpid())")
-            try? fm.removeItem(atPath: aside)
-            guard rename(absoluteOutput, aside) == 0 else {
-                throw FileError(output, "cannot move the previous output aside: \(String(cString: strerror(errno)))")
-            }
-            oldAside = aside
-        }
-        guard rename(staging, absoluteOutput) == 0 else {
-            let reason = String(cString: strerror(errno))
-            if let oldAside { _ = rename(oldAside, absoluteOutput) }
-            throw FileError(output, "cannot move the new checkpoint into place: \(reason)")
-        }
-        committed = true
-        if let oldAside { try? fm.removeItem(atPath: oldAside) }
     }
 
     /// model.safetensors: every source tensor in source order of names, each linear weight

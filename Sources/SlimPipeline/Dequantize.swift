@@ -4,17 +4,12 @@ import SlimKernels
 import SlimModel
 import SlimPacking
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
 /// Expands a slim-packed checkpoint into a plain Hugging Face directory (for tools that do not
 /// read the packed format): every packed linear becomes `.weight` decoded by the format's
 /// scalar reference (`PackedLinear.dequantize`), every other tensor is copied as stored,
 /// config.json loses its `quantization_config` (kept as `slim_quant_dequantized_from`), and the
-/// tokenizer files and allocation.json are copied. Written in a staging directory and renamed.
+/// tokenizer files and allocation.json are copied. Written in a staging directory and renamed
+/// into place (`StagedDirectory`).
 public enum PackedDequantizer {
     /// - Parameters:
     ///   - dtype: element type of the decoded weights (F32 is exact; F16/BF16 round once).
@@ -30,16 +25,16 @@ public enum PackedDequantizer {
         if fm.fileExists(atPath: absolute), !((try? fm.contentsOfDirectory(atPath: absolute)) ?? []).isEmpty {
             throw FileError(output, "exists and is not empty: refusing to replace it")
         }
-        let parent = (absolute as NSString).deletingLastPathComponent
-        StaleStaging.clean(parent: parent, name: (absolute as NSString).lastPathComponent)
-        let staging = (parent as NSString).appendingPathComponent(".\((absolute as NSString).lastPathComponent).partial-\(getpid())")
-        try? fm.removeItem(atPath: staging)
-        do { try fm.createDirectory(atPath: staging, withIntermediateDirectories: false) } catch {
-            throw FileError(staging, "cannot create the staging directory: \(error.localizedDescription)")
+        try StagedDirectory.write(to: output) { staging in
+            try writeContents(model: model, packing: packing, dtype: dtype, into: staging)
         }
-        var committed = false
-        defer { if !committed { try? fm.removeItem(atPath: staging) } }
-        func file(_ n: String) -> String { (staging as NSString).appendingPathComponent(n) }
+    }
+
+    /// Everything but config.json into the staging directory; returns config.json's object.
+    private static func writeContents(model: LoadedModel, packing: PackedCheckpointConfig, dtype: DType,
+                                      into staging: StagedDirectory) throws -> JSONObject {
+        let fm = FileManager.default
+        func file(_ n: String) -> String { staging.file(n) }
 
         let source = model.weights
         var packedPrefixes: [String: LinearModule] = [:]
@@ -65,7 +60,7 @@ public enum PackedDequantizer {
             })
         }
         try SafetensorsStream.write(to: file("model.safetensors"), tensors: tensors, metadata: [("format", "pt")])
-        try CheckpointOutput.writeTokenizer(model: model, into: staging)
+        try CheckpointOutput.writeTokenizer(model: model, into: staging.path)
         let allocation = (model.location as NSString).appendingPathComponent("allocation.json")
         if fm.fileExists(atPath: allocation) {
             let bytes = try MappedFile(path: allocation)
@@ -83,12 +78,7 @@ public enum PackedDequantizer {
             config["slim_quant_dequantized_from"] = q
         }
         config["torch_dtype"] = .string(dtype == .f32 ? "float32" : (dtype == .f16 ? "float16" : "bfloat16"))
-        try AtomicFile.write(text: JSON.object(config).serialized(pretty: true) + "\n", to: file("config.json"))
-        if fm.fileExists(atPath: absolute) { try? fm.removeItem(atPath: absolute) }
-        guard rename(staging, absolute) == 0 else {
-            throw FileError(output, "cannot move the new checkpoint into place: \(String(cString: strerror(errno)))")
-        }
-        committed = true
+        return config
     }
 
     private static func emitConverted(_ values: [Float], dtype: DType,

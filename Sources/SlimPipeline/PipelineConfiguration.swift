@@ -121,7 +121,7 @@ extension ReferenceCompat {
     public static let names: [(name: String, flag: ReferenceCompat)] = [
         ("doubleDamp", .doubleDamp), ("symLeak", .symLeak), ("searchRange", .searchRange),
         ("klBiasOnlyInReference", .klBiasOnlyInReference), ("fp32Parameters", .fp32Parameters),
-        ("ternarySign", .ternarySign),
+        ("ternarySign", .ternarySign), ("rankShortGroup", .rankShortGroup),
     ]
 
     /// Parses "doubleDamp,symLeak", "all" or "" (none).

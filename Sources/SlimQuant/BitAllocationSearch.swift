@@ -23,7 +23,8 @@ public struct SBAResult: Sendable, Equatable {
     public let klSums: [Double]
     /// Number of samples added.
     public let samples: Int
-    /// The search ranking (group indices by ascending search salience).
+    /// The search ranking (the ranked group indices by ascending search salience; a short last
+    /// group is not ranked unless `ReferenceCompat.rankShortGroup`).
     public let groupOrder: [Int]
 
     /// klSums / samples (the reference's per-sample mean; same argmin).
@@ -33,7 +34,8 @@ public struct SBAResult: Sendable, Equatable {
 /// Accumulates, over calibration samples, the KL divergence between the softmax (over output
 /// features) of each candidate's RTN output and of the full-precision output.
 ///
-/// For candidate i the bits are `Salience.mixedBits(order: groupOrder, count: i, …)` and Ŵ_i is
+/// For candidate i the bits are `Salience.mixedBits(order: groupOrder, count: i, …)` (a short last
+/// group that is not ranked stays at N bits) and Ŵ_i is
 /// plain RTN per (row, group) of W at those bits (no GPTQ, no SQC; spec §3.3). Per sample X
 /// (T×C): P = max(softmax(X·Ŵ_iᵀ (+ bias)), 1e-6), Q = max(softmax(X·Wᵀ + bias), 1e-6), both
 /// row-wise over the R outputs, and KL = Σ_t Σ_o P·(ln P − ln Q). Everything is fp32 (the
@@ -47,7 +49,10 @@ public final class BitAllocationSearch {
     public let rows: Int
     public let columns: Int
     public let groupSize: Int
+    /// K = ⌈C / G⌉.
     public let groupCount: Int
+    /// F: the groups 0..<F are ranked (`Salience.rankedGroupCount`); K − F is 0 or 1.
+    public let rankedGroupCount: Int
     public let targetBits: Int
     public let candidates: [Int]
     public let groupOrder: [Int]
@@ -68,9 +73,11 @@ public final class BitAllocationSearch {
     /// - Parameters:
     ///   - weight: W, rows × columns (row-major), as the search should see it.
     ///   - bias: per-output bias (R values) or nil.
-    ///   - groupOrder: groups by ascending search salience (a permutation of 0..<K).
-    ///   - candidates: strictly ascending i values with 2i ≤ K (`Salience.searchCandidates`).
-    ///   - compat: `.klBiasOnlyInReference` leaves the bias out of the candidate outputs.
+    ///   - groupOrder: the ranked groups by ascending search salience (a permutation of 0..<F,
+    ///     F = `Salience.rankedGroupCount(columns:groupSize:compat:)`).
+    ///   - candidates: strictly ascending i values with 2i ≤ F (`Salience.searchCandidates`).
+    ///   - compat: `.klBiasOnlyInReference` leaves the bias out of the candidate outputs;
+    ///     `.rankShortGroup` ranks a short last group too (F = K).
     /// - Throws: `QuantError` for inconsistent shapes, bits outside 2…7, a bad order or
     ///   candidate list, or non-finite weights.
     public init(weight: [Float], rows: Int, columns: Int, bias: [Float]? = nil, groupOrder: [Int],
@@ -88,12 +95,14 @@ public final class BitAllocationSearch {
             throw QuantError.shapeMismatch("bias has \(bias.count) values, expected \(rows)")
         }
         let k = Shape.groupCount(columns: columns, groupSize: groupSize)
-        guard groupOrder.count == k, Set(groupOrder) == Set(0..<k) else {
-            throw QuantError.invalidArgument("group order must be a permutation of 0..<\(k)")
+        let f = Salience.rankedGroupCount(columns: columns, groupSize: groupSize, compat: compat)
+        guard groupOrder.count == f, Set(groupOrder) == Set(0..<f) else {
+            throw QuantError.invalidArgument("group order must be a permutation of the \(f) ranked groups 0..<\(f) "
+                                             + "(\(k) groups, \(columns) columns, group size \(groupSize))")
         }
         for (index, i) in candidates.enumerated() {
-            guard i >= 0, 2 * i <= k, index == 0 || candidates[index - 1] < i else {
-                throw QuantError.invalidArgument("SBA candidates must ascend within 0…\(k / 2): \(candidates)")
+            guard i >= 0, 2 * i <= f, index == 0 || candidates[index - 1] < i else {
+                throw QuantError.invalidArgument("SBA candidates must ascend within 0…\(f / 2): \(candidates)")
             }
         }
         if let bad = weight.firstIndex(where: { !$0.isFinite }) {
@@ -103,6 +112,7 @@ public final class BitAllocationSearch {
         self.columns = columns
         self.groupSize = groupSize
         self.groupCount = k
+        self.rankedGroupCount = f
         self.targetBits = targetBits
         self.candidates = candidates
         self.groupOrder = groupOrder
@@ -141,7 +151,7 @@ public final class BitAllocationSearch {
 
     /// Writes the RTN weight of candidate i into `target` (rows × columns).
     private func fillCandidate(_ i: Int, into target: UnsafeMutablePointer<Float>) {
-        let bits = Salience.mixedBits(order: groupOrder, count: i, targetBits: targetBits)
+        let bits = Salience.mixedBits(order: groupOrder, count: i, targetBits: targetBits, groupCount: groupCount)
         for g in 0..<groupCount {
             let range = columnRange(g)
             let block = rtnGroup(g, bits: Int(bits[g]))
@@ -164,12 +174,12 @@ public final class BitAllocationSearch {
         case .incremental:
             candidateWeights = [Float](repeating: 0, count: rows * columns)
             candidateWeights.withUnsafeMutableBufferPointer { fillCandidate(first, into: $0.baseAddress!) }
-            let k = groupCount, n = targetBits
+            let f = rankedGroupCount, n = targetBits
             for index in 1..<max(1, candidates.count) {
                 let from = candidates[index - 1], to = candidates[index]
                 var step: [(group: Int, delta: [Float])] = []
-                // Groups order[from..<to] go N → N−1; order[k−to..<k−from] go N → N+1.
-                for (g, bits) in groupOrder[from..<to].map({ ($0, n - 1) }) + groupOrder[(k - to)..<(k - from)].map({ ($0, n + 1) }) {
+                // Groups order[from..<to] go N → N−1; order[f−to..<f−from] go N → N+1.
+                for (g, bits) in groupOrder[from..<to].map({ ($0, n - 1) }) + groupOrder[(f - to)..<(f - from)].map({ ($0, n + 1) }) {
                     let base = rtnGroup(g, bits: n)
                     var delta = rtnGroup(g, bits: bits)
                     for x in delta.indices { delta[x] -= base[x] }
@@ -260,8 +270,8 @@ public final class BitAllocationSearch {
         sampleCount += 1
     }
 
-    /// The search result, or nil when there are no candidates (reference range with K ≤ 3:
-    /// use `BitAllocation.uniform`) or no samples were added.
+    /// The search result, or nil when there are no candidates (no full-width group, or the
+    /// reference range with F ≤ 3: use `BitAllocation.uniform`) or no samples were added.
     public func result() -> SBAResult? {
         guard !candidates.isEmpty, sampleCount > 0 else { return nil }
         var bestIndex = 0

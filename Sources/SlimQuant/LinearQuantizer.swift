@@ -27,6 +27,10 @@ public final class LinearQuantizer {
     public let options: QuantizationOptions
     /// K = ⌈C / groupSize⌉.
     public let groupCount: Int
+    /// F: the groups SBA ranks and a `.mixed` allocation moves, 0..<F
+    /// (`Salience.rankedGroupCount`: the full-width groups, or all K with
+    /// `ReferenceCompat.rankShortGroup`).
+    public let rankedGroupCount: Int
 
     private let weight: [Float]
     private let hessian: SharedHessian?
@@ -76,6 +80,8 @@ public final class LinearQuantizer {
         self.columns = columns
         self.options = options
         self.groupCount = Shape.groupCount(columns: columns, groupSize: options.groupSize)
+        self.rankedGroupCount = Salience.rankedGroupCount(columns: columns, groupSize: options.groupSize,
+                                                          compat: options.compat)
         self.weight = weight
         self.hessian = hessian
     }
@@ -130,12 +136,20 @@ public final class LinearQuantizer {
                                           uDiagonal: factor.diagonal))
     }
 
-    /// Group salience of the search ranking (spec §3.2; clean: the same as the final ranking).
+    /// Group salience of the search ranking for all K groups (spec §3.2; clean: the same as the
+    /// final ranking). Only the first `rankedGroupCount` take part in the ranking.
     public func searchSalience() throws -> [Double] { try searchInputs().salience }
 
+    /// The ranked groups 0..<F by ascending salience (a short last group left out unless
+    /// `rankShortGroup`).
+    private func rankedOrder(_ salience: [Double]) -> [Int] {
+        Salience.ascendingOrder(Array(salience.prefix(rankedGroupCount)))
+    }
+
     /// A search over the candidates of `Salience.searchCandidates` for this layer, ranked by
-    /// `searchSalience()`; feed it the same calibration inputs as the Hessian, then quantize
-    /// with `.mixed(count: result.best)` (or `.uniform` when `result()` is nil).
+    /// `searchSalience()` over the ranked groups; feed it the same calibration inputs as the
+    /// Hessian, then quantize with `.mixed(count: result.best)` (or `.uniform` when `result()`
+    /// is nil).
     /// - Parameters:
     ///   - bias: the layer's bias (R values), or nil.
     /// - Throws: `QuantError.invalidOption` unless the method is `.slim`.
@@ -145,9 +159,10 @@ public final class LinearQuantizer {
         }
         let (w, salience) = try searchInputs()
         return try BitAllocationSearch(weight: w, rows: rows, columns: columns, bias: bias,
-                                       groupOrder: Salience.ascendingOrder(salience), targetBits: options.bits,
+                                       groupOrder: rankedOrder(salience), targetBits: options.bits,
                                        groupSize: options.groupSize,
-                                       candidates: Salience.searchCandidates(groupCount: groupCount, compat: options.compat),
+                                       candidates: Salience.searchCandidates(rankedGroups: rankedGroupCount,
+                                                                             compat: options.compat),
                                        compat: options.compat, strategy: strategy, threads: options.threads)
     }
 
@@ -155,7 +170,8 @@ public final class LinearQuantizer {
 
     /// Quantizes the layer with the given allocation (see `BitAllocation`).
     /// - Throws: `QuantError.invalidAllocation` (wrong group count, bits outside 1…8, a mixed
-    ///   count above K/2 or a target without N±1), `.factorizationFailed`, `.nonFinite`.
+    ///   count above F/2 (F = `rankedGroupCount`) or a target without N±1),
+    ///   `.factorizationFailed`, `.nonFinite`.
     public func quantize(allocation: BitAllocation = .uniform) throws -> QuantizedLinear {
         let start = DispatchTime.now().uptimeNanoseconds
         let n = options.bits
@@ -182,14 +198,16 @@ public final class LinearQuantizer {
             guard (2...7).contains(n) else {
                 throw QuantError.invalidAllocation("a mixed allocation needs 2 ≤ N ≤ 7, got N = \(n)")
             }
-            guard count >= 0, 2 * count <= groupCount else {
-                throw QuantError.invalidAllocation("\(count) low/high groups out of \(groupCount) (max \(groupCount / 2))")
+            guard count >= 0, 2 * count <= rankedGroupCount else {
+                let short = rankedGroupCount < groupCount ? " (the short last group is not ranked)" : ""
+                throw QuantError.invalidAllocation("\(count) low/high groups out of \(rankedGroupCount) ranked groups\(short) "
+                                                   + "(max \(rankedGroupCount / 2))")
             }
             guard let factor else { throw QuantError.invalidAllocation("a mixed allocation needs a Hessian") }
             // Final ranking on the GPTQ-side weight and U (spec §3.4).
             let salience = Salience.groupSalience(weight: w, rows: rows, columns: columns, groupSize: options.groupSize,
                                                   uDiagonal: factor.diagonal)
-            bits = Salience.mixedBits(order: Salience.ascendingOrder(salience), count: count, targetBits: n)
+            bits = Salience.mixedBits(order: rankedOrder(salience), count: count, targetBits: n, groupCount: groupCount)
             if options.compat.contains(.symLeak) {
                 var leaking = true
                 symmetric = bits.map { b in

@@ -55,9 +55,18 @@ public struct ReferenceCompat: OptionSet, Sendable, Hashable {
     /// flag can only be written as fake-quantized weights.
     public static let ternarySign = ReferenceCompat(rawValue: 1 << 5)
 
+    /// Spec §3.2–§3.4: the reference ranks all ⌈C/G⌉ groups by salience, a last group shorter
+    /// than the group size included, and balances the NUMBER of N−1 and N+1 groups. When the
+    /// short group lands at N±1, the width-weighted mean code bits is not N (SmolLM2, C = 576,
+    /// G = 128: 2.051 instead of 2). Clean: a short last group is never ranked and always gets
+    /// N bits; the search and the final allocation move only full-width groups, so every mixed
+    /// allocation averages exactly N bits per weight. (LLaMA widths are multiples of 128: the
+    /// reference never meets this case.)
+    public static let rankShortGroup = ReferenceCompat(rawValue: 1 << 6)
+
     /// Every quirk above.
     public static let all: ReferenceCompat = [.doubleDamp, .symLeak, .searchRange, .klBiasOnlyInReference,
-                                              .fp32Parameters, .ternarySign]
+                                              .fp32Parameters, .ternarySign, .rankShortGroup]
 }
 
 // MARK: - Methods and options
@@ -139,10 +148,11 @@ public struct QuantizationOptions: Sendable {
 public enum BitAllocation: Sendable, Equatable {
     /// Every group at the target N bits.
     case uniform
-    /// SliM-LLM ranking (spec §3.4): the `count` least salient groups get N−1 bits, the `count`
-    /// most salient N+1, the rest N, ranked by the salience computed on the GPTQ-side weight and
-    /// U (stable order on (salience, index)). `count` is the SBA result i* (`SBAResult.best`)
-    /// and must be ≤ K/2.
+    /// SliM-LLM ranking (spec §3.4): of the ranked groups (`Salience.rankedGroupCount`: the
+    /// full-width ones; a short last group stays at N bits), the `count` least salient get N−1
+    /// bits, the `count` most salient N+1, the rest N, ranked by the salience computed on the
+    /// GPTQ-side weight and U (stable order on (salience, index)). `count` is the SBA result i*
+    /// (`SBAResult.best`) and must be ≤ (ranked groups)/2.
     case mixed(count: Int)
     /// Bits per group verbatim (e.g. from an allocation file), each 1…8; SBA is skipped.
     case fixed([UInt8])

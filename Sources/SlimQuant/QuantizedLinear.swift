@@ -75,8 +75,8 @@ public struct QuantizedLinear: Sendable {
         (g * groupSize)..<min(columns, (g + 1) * groupSize)
     }
 
-    /// Mean bits per weight, weighted by group width (exactly N for SBA allocations when every
-    /// group has the same width).
+    /// Mean bits per weight, weighted by group width (exactly N for SBA allocations: only
+    /// full-width groups move to N±1, unless `ReferenceCompat.rankShortGroup`).
     public var averageBits: Double {
         guard columns > 0 else { return 0 }
         var total = 0

@@ -43,27 +43,43 @@ public enum Salience {
         }
     }
 
-    /// Bits per group for candidate i (spec §3.1): the i least salient groups (`order[0..<i]`)
-    /// get N−1 bits, the i most salient (`order[K−i..<K]`) N+1, the others N; the mean over
-    /// groups is exactly N.
-    /// - Precondition: `order` is a permutation of 0..<K and 0 ≤ 2·count ≤ K.
-    public static func mixedBits(order: [Int], count: Int, targetBits: Int) -> [UInt8] {
-        let k = order.count
-        precondition(count >= 0 && 2 * count <= k, "mixedBits: \(count) low/high groups out of \(k)")
+    /// The number F of groups SBA ranks (spec §3.1); they are always the first F groups. Clean:
+    /// the full-width groups, ⌊C / G⌋ — a last group shorter than `groupSize` is never ranked
+    /// and always gets N bits, so moving i groups to N−1 and i to N+1 keeps the width-weighted
+    /// mean code bits at exactly N. With `ReferenceCompat.rankShortGroup`: all K = ⌈C / G⌉
+    /// groups (the reference).
+    public static func rankedGroupCount(columns: Int, groupSize: Int, compat: ReferenceCompat = []) -> Int {
+        precondition(columns >= 0 && groupSize >= 1, "rankedGroupCount: \(columns) columns, group size \(groupSize)")
+        return compat.contains(.rankShortGroup) ? Shape.groupCount(columns: columns, groupSize: groupSize)
+            : columns / groupSize
+    }
+
+    /// Bits per group for candidate i (spec §3.1). `order` ranks the F groups 0..<F
+    /// (`rankedGroupCount`) by ascending salience: the i least salient (`order[0..<i]`) get N−1
+    /// bits, the i most salient (`order[F−i..<F]`) N+1, the others N; groups F..<`groupCount`
+    /// (a short last group that is not ranked) get N. The F ranked groups have the same width,
+    /// so the width-weighted mean is exactly N (with `rankShortGroup` the short group may be
+    /// among them: only the mean over groups is N).
+    /// - Parameter groupCount: K, the length of the result (default F = `order.count`).
+    /// - Precondition: `order` is a permutation of 0..<F, 0 ≤ 2·count ≤ F and F ≤ `groupCount`.
+    public static func mixedBits(order: [Int], count: Int, targetBits: Int, groupCount: Int? = nil) -> [UInt8] {
+        let f = order.count, k = groupCount ?? f
+        precondition(count >= 0 && 2 * count <= f && f <= k, "mixedBits: \(count) low/high groups out of \(f) (of \(k))")
         var bits = [UInt8](repeating: UInt8(targetBits), count: k)
         for g in order[0..<count] { bits[g] = UInt8(targetBits - 1) }
-        for g in order[(k - count)..<k] { bits[g] = UInt8(targetBits + 1) }
+        for g in order[(f - count)..<f] { bits[g] = UInt8(targetBits + 1) }
         return bits
     }
 
-    /// The SBA candidates i for K groups: clean 0…K/2 (uniform N bits included; works for any
-    /// K ≥ 1), or the reference's 1…K/2−1 with `ReferenceCompat.searchRange` (empty for K ≤ 3,
-    /// where the reference crashes).
-    public static func searchCandidates(groupCount k: Int, compat: ReferenceCompat = []) -> [Int] {
-        guard k > 0 else { return [] }
+    /// The SBA candidates i for F ranked groups (`rankedGroupCount`): clean 0…F/2 (uniform N
+    /// bits included; works for any F ≥ 1), or the reference's 1…F/2−1 with
+    /// `ReferenceCompat.searchRange` (empty for F ≤ 3, where the reference crashes). Empty for
+    /// F = 0 (a layer narrower than one group: nothing to rank, the caller quantizes uniformly).
+    public static func searchCandidates(rankedGroups f: Int, compat: ReferenceCompat = []) -> [Int] {
+        guard f > 0 else { return [] }
         if compat.contains(.searchRange) {
-            return k / 2 > 1 ? Array(1..<(k / 2)) : []
+            return f / 2 > 1 ? Array(1..<(f / 2)) : []
         }
-        return Array(0...(k / 2))
+        return Array(0...(f / 2))
     }
 }

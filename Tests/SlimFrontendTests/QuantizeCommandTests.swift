@@ -86,7 +86,8 @@ final class QuantizeCommandTests: XCTestCase {
         XCTAssertEqual(q["tool_version"]?.string, SlimQuantCommand.version)
         XCTAssertEqual(config["hidden_size"]?.int, 64, "the source config is kept")
 
-        // --json summary; SBA keeps as many N−1 as N+1 groups, so the mean over groups is N.
+        // --json summary; SBA moves as many full-width groups to N−1 as to N+1 and leaves
+        // down_proj's 12-wide last group at N, so every report averages exactly N bits per weight.
         let summary = try JSON.parse(string: slim.out)
         let histogram = try XCTUnwrap(summary["group_histogram"]?.object)
         let low = histogram["1"]?.int ?? 0, mid = histogram["2"]?.int ?? 0, high = histogram["3"]?.int ?? 0
@@ -94,8 +95,15 @@ final class QuantizeCommandTests: XCTestCase {
         XCTAssertGreaterThan(low, 0)
         XCTAssertEqual(low + mid + high, 5 * (2 + 2 + 2 + 2 + 2 + 2 + 6))
         XCTAssertEqual(summary["modules"]?.array?.count, 35)
-        let allocation = try AllocationFileJSON.groupMean(dir + "/slim2/allocation.json")
-        XCTAssertEqual(allocation, 2, "allocation.json averages exactly N over groups")
+        XCTAssertEqual(summary["average_bits"]?.double, 2)
+        let allocation = try AllocationFileJSON.widthWeightedMean(dir + "/slim2/allocation.json")
+        XCTAssertEqual(allocation.mean, 2, "allocation.json averages exactly N bits per weight")
+        XCTAssertEqual(allocation.shortGroupBits, [2], "the short last groups stay at N")
+        XCTAssertEqual(q["average_bits"]?.double, 2)
+        let inspected = runCLI(["inspect", "--model", dir + "/slim2", "--json", "--no-tensors"])
+        XCTAssertEqual(inspected.code, .success, inspected.err)
+        let packing = try JSON.parse(string: inspected.out)["packing"]
+        XCTAssertEqual(packing?["total"]?["codes"]?.double, 2, "packed codes: 2 bits per weight, no padding")
 
         // Loose PPL ordering on held-out text: fp ≤ 4-bit GPTQ ≤ 2-bit SliM ≤ 2-bit RTN.
         let fp = try perplexity(model)
@@ -233,15 +241,25 @@ enum WorkDirectoryJSON {
 }
 
 enum AllocationFileJSON {
-    /// Mean bits over all groups of an allocation.json.
-    static func groupMean(_ path: String) throws -> Double {
+    /// Mean bits per weight of an allocation.json, computed from its own shapes (each group
+    /// weighted by its columns × the module's rows), and the bit widths found on last groups
+    /// shorter than the group size.
+    static func widthWeightedMean(_ path: String) throws -> (mean: Double, shortGroupBits: Set<Int>) {
         let json = try XCTUnwrap(try WorkDirectoryJSON.read(path))
-        var total = 0, count = 0
+        let groupSize = try XCTUnwrap(json["group_size"]?.int)
+        var total = 0, weights = 0
+        var short: Set<Int> = []
         for layer in json["layers"]?.array ?? [] {
-            for (_, bits) in layer.object?.pairs ?? [] {
-                for b in bits.array ?? [] { total += b.int ?? 0; count += 1 }
+            for (key, bits) in layer.object?.pairs ?? [] {
+                let shape = try XCTUnwrap(json["shapes"]?[key]?.array?.compactMap(\.int))
+                for (g, b) in (bits.array ?? []).enumerated() {
+                    let width = min(groupSize, shape[1] - g * groupSize)
+                    total += (b.int ?? 0) * width * shape[0]
+                    weights += width * shape[0]
+                    if width < groupSize { short.insert(b.int ?? 0) }
+                }
             }
         }
-        return Double(total) / Double(max(count, 1))
+        return (Double(total) / Double(max(weights, 1)), short)
     }
 }

@@ -142,11 +142,16 @@ final class QuantizationPipelineTests: XCTestCase {
         let calibration = try PipelineFixture.calibrationFile(in: dir)
         let first = try QuantizationPipeline(configuration: try PipelineFixture.configuration(
             out: dir + "/sba", method: .slim, bits: 3, calibration: calibration)).run()
-        // SBA keeps the group count of N−1 and N+1 equal in every module.
+        // SBA moves as many groups to N−1 as to N+1, all of full width: down_proj's 172 columns
+        // end in a 12-wide group that is never ranked, so the mean over weights is exactly N.
         let h = first.allocation.histogram
         XCTAssertEqual(h[2], h[4])
         XCTAssertGreaterThan(h[2] ?? 0, 0, "the search moved some groups (\(h))")
-        XCTAssertEqual(Double(h.reduce(0) { $0 + $1.key * $1.value }) / Double(h.values.reduce(0, +)), 3)
+        XCTAssertEqual(first.allocation.averageBits, 3, "width-weighted mean code bits")
+        for (l, layer) in first.allocation.layers.enumerated() {
+            XCTAssertEqual(layer["mlp.down_proj"]?.count, 6)
+            XCTAssertEqual(layer["mlp.down_proj"]?.last, 3, "layer \(l): the short last group stays at N")
+        }
 
         var reuse = try PipelineFixture.configuration(out: dir + "/reused", method: .slim, bits: 3, calibration: calibration)
         reuse.allocationPath = dir + "/sba/allocation.json"
@@ -156,6 +161,19 @@ final class QuantizationPipelineTests: XCTestCase {
         let a = try Data(contentsOf: URL(fileURLWithPath: dir + "/sba/model.safetensors"))
         let b = try Data(contentsOf: URL(fileURLWithPath: dir + "/reused/model.safetensors"))
         XCTAssertTrue(a == b, "same allocation, same weights")
+
+        // Saved allocations are taken verbatim, also one that moves the short last group (as
+        // the reference's ranking, `rankShortGroup`, can).
+        var edited = first.allocation
+        edited.layers[0]["mlp.down_proj"] = [2, 3, 3, 3, 3, 4]
+        try edited.write(to: dir + "/edited.json")
+        var verbatim = try PipelineFixture.configuration(out: dir + "/edited", method: .slim, bits: 3, calibration: calibration)
+        verbatim.allocationPath = dir + "/edited.json"
+        let third = try QuantizationPipeline(configuration: verbatim).run()
+        XCTAssertEqual(third.allocation.layers, edited.layers)
+        XCTAssertEqual(third.modules.first { $0.layer == 0 && $0.kind == .downProj }?.bits, [2, 3, 3, 3, 3, 4])
+        XCTAssertEqual(third.allocation.averageBits, edited.averageBits)
+        XCTAssertLessThan(third.allocation.averageBits, 3, "a 32-wide group lost a bit, a 12-wide one gained one")
 
         // An allocation whose shapes belong to another model.
         var foreign = try AllocationFile.load(path: dir + "/sba/allocation.json")

@@ -94,14 +94,16 @@ final class BitAllocationSearchTests: XCTestCase {
     }
 
     func testIncrementalAndStraightforwardAgree() throws {
-        // 104 columns in groups of 16: K = 7 (last group 8 wide), bias present.
+        // 104 columns in groups of 16: K = 7 (last group 8 wide; ranked with rankShortGroup only),
+        // bias present.
         let (rows, columns, g) = (40, 104, 16)
         var rng = TestRandom(seed: 5)
         let w = rng.normals(rows * columns, scale: 0.2)
         let bias = rng.normals(rows, scale: 0.5)
         let xs = makeActivations(samples: 3, tokens: 48, columns: columns, seed: 6)
         let h = try hessian(xs, columns: columns)
-        for (bits, compat) in [(3, ReferenceCompat()), (2, ReferenceCompat.searchRange), (2, ReferenceCompat())] {
+        for (bits, compat) in [(3, ReferenceCompat()), (2, ReferenceCompat.searchRange), (2, ReferenceCompat()),
+                               (2, ReferenceCompat.rankShortGroup)] {
             let q = try LinearQuantizer(weight: w, rows: rows, columns: columns, hessian: h,
                                         options: QuantizationOptions(method: .slim, bits: bits, groupSize: g, compat: compat))
             let fast = try XCTUnwrap(try search(q, xs, bias: bias, strategy: .incremental).1)
@@ -113,28 +115,84 @@ final class BitAllocationSearchTests: XCTestCase {
         }
     }
 
-    func testBitHistogramAveragesExactlyNForEveryCandidate() throws {
+    func testEveryCandidateAveragesExactlyNBitsPerWeight() throws {
         let g = 8, rows = 4
         for k in [1, 2, 3, 5, 7, 12] {
-            let columns = k == 1 ? 5 : g * k - 3          // partial last group
-            var rng = TestRandom(seed: UInt64(k))
-            let w = rng.normals(rows * columns)
-            let h = try hessian(makeActivations(samples: 2, tokens: 16, columns: columns, seed: UInt64(k)), columns: columns)
-            for n in [2, 3] {
-                let q = try LinearQuantizer(weight: w, rows: rows, columns: columns, hessian: h,
-                                            options: QuantizationOptions(method: .slim, bits: n, groupSize: g))
-                XCTAssertEqual(Salience.searchCandidates(groupCount: k), Array(0...(k / 2)))
-                for i in 0...(k / 2) {
-                    let out = try q.quantize(allocation: .mixed(count: i))
-                    XCTAssertEqual(out.bits.count, k)
-                    XCTAssertEqual(out.bits.filter { Int($0) == n - 1 }.count, i, "K \(k) N \(n) i \(i)")
-                    XCTAssertEqual(out.bits.filter { Int($0) == n + 1 }.count, i)
-                    XCTAssertEqual(out.bits.map(Int.init).reduce(0, +), n * k)
-                    XCTAssertEqual(out.reconstruct(), out.dequantized)
+            for ragged in [true, false] {
+                let columns = ragged ? g * k - 3 : g * k      // a 5-wide last group, or none
+                let f = ragged ? k - 1 : k                   // the short group is not ranked
+                var rng = TestRandom(seed: UInt64(k))
+                let w = rng.normals(rows * columns)
+                let h = try hessian(makeActivations(samples: 2, tokens: 16, columns: columns, seed: UInt64(k)),
+                                    columns: columns)
+                for n in [2, 3] {
+                    let q = try LinearQuantizer(weight: w, rows: rows, columns: columns, hessian: h,
+                                                options: QuantizationOptions(method: .slim, bits: n, groupSize: g))
+                    XCTAssertEqual(q.groupCount, k)
+                    XCTAssertEqual(q.rankedGroupCount, f)
+                    XCTAssertEqual(Salience.searchCandidates(rankedGroups: f), f == 0 ? [] : Array(0...(f / 2)))
+                    for i in 0...(f / 2) {
+                        let out = try q.quantize(allocation: .mixed(count: i))
+                        let what = "K \(k) ragged \(ragged) N \(n) i \(i)"
+                        XCTAssertEqual(out.bits.count, k)
+                        XCTAssertEqual(out.bits.filter { Int($0) == n - 1 }.count, i, what)
+                        XCTAssertEqual(out.bits.filter { Int($0) == n + 1 }.count, i, what)
+                        if ragged { XCTAssertEqual(Int(out.bits[k - 1]), n, "the short last group stays at N: \(what)") }
+                        XCTAssertEqual(out.averageBits, Double(n), "width-weighted mean: \(what)")
+                        XCTAssertEqual(out.reconstruct(), out.dequantized)
+                    }
+                    XCTAssertThrowsError(try q.quantize(allocation: .mixed(count: f / 2 + 1)))
                 }
-                XCTAssertThrowsError(try q.quantize(allocation: .mixed(count: k / 2 + 1)))
             }
         }
+    }
+
+    /// The short last group is by far the most salient, so ranking it (the reference) puts it at
+    /// N+1 and the width-weighted mean above N; the clean search and allocation leave it at N.
+    func testShortLastGroupIsNeverRanked() throws {
+        // 44 columns in groups of 8: five full groups and a 4-wide group 5 with 30× larger weights.
+        let (rows, columns, g, n) = (8, 44, 8, 2)
+        var rng = TestRandom(seed: 9)
+        var w = rng.normals(rows * columns, scale: 0.1)
+        for r in 0..<rows { for j in 40..<44 { w[r * columns + j] *= 30 } }
+        let xs = makeActivations(samples: 2, tokens: 32, columns: columns, seed: 10)
+        let h = try hessian(xs, columns: columns)
+
+        let clean = try LinearQuantizer(weight: w, rows: rows, columns: columns, hessian: h,
+                                        options: QuantizationOptions(method: .slim, bits: n, groupSize: g))
+        let salience = try clean.searchSalience()
+        XCTAssertEqual(salience.count, 6)
+        XCTAssertEqual(salience.firstIndex(of: salience.max()!), 5, "the short group is the most salient")
+        for strategy in [SBAStrategy.incremental, .straightforward] {
+            let (s, result) = try search(clean, xs, strategy: strategy)
+            XCTAssertEqual(s.groupCount, 6)
+            XCTAssertEqual(s.rankedGroupCount, 5)
+            XCTAssertEqual(Set(s.groupOrder), Set(0..<5), "group 5 is not ranked")
+            XCTAssertEqual(try XCTUnwrap(result).candidates, [0, 1, 2])
+        }
+        for i in 1...2 {
+            let out = try clean.quantize(allocation: .mixed(count: i))
+            XCTAssertEqual(out.bits[5], 2)
+            XCTAssertEqual(out.averageBits, 2)
+        }
+        XCTAssertThrowsError(try clean.quantize(allocation: .mixed(count: 3))) {
+            XCTAssertTrue("\($0)".contains("out of 5 ranked groups (the short last group is not ranked)"), "\($0)")
+        }
+
+        // Reference: all six groups ranked, the salient short group at N+1, the mean over groups
+        // N but the mean over weights not.
+        let reference = try LinearQuantizer(weight: w, rows: rows, columns: columns, hessian: h,
+                                            options: QuantizationOptions(method: .slim, bits: n, groupSize: g,
+                                                                         compat: .rankShortGroup))
+        XCTAssertEqual(reference.rankedGroupCount, 6)
+        let (s, result) = try search(reference, xs)
+        XCTAssertEqual(s.groupOrder.last, 5)
+        XCTAssertEqual(try XCTUnwrap(result).candidates, [0, 1, 2, 3])
+        let out = try reference.quantize(allocation: .mixed(count: 1))
+        XCTAssertEqual(out.bits[5], 3)
+        XCTAssertEqual(out.bits.map(Int.init).reduce(0, +), 2 * 6)
+        // The 1-bit group saves 8 bits per row, the 3-bit short group costs only 4: 84/44 = 1.909….
+        XCTAssertEqual(out.averageBits, Double(4 * 8 * 2 + 8 * 1 + 4 * 3) / 44)
     }
 
     func testEndToEndSliMBeatsRTNOnCalibrationOutputs() throws {

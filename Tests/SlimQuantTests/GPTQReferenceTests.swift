@@ -35,14 +35,18 @@ enum Float64GPTQ {
         return (NaiveLinearAlgebra.upperCholeskyOfInverse(h, n)!, dead)
     }
 
-    static func salienceBits(w: [Double], rows: Int, columns: Int, groupSize: Int, u: [Double], count: Int, n: Int) -> [Int] {
+    /// Spec §3.4 ranking. A last group shorter than `groupSize` is not ranked and keeps N bits
+    /// (clean); `rankShort` ranks it with the others (the reference, `.rankShortGroup`).
+    static func salienceBits(w: [Double], rows: Int, columns: Int, groupSize: Int, u: [Double], count: Int, n: Int,
+                             rankShort: Bool = false) -> [Int] {
         let k = (columns + groupSize - 1) / groupSize
         var s = [Double](repeating: 0, count: k)
         for r in 0..<rows { for j in 0..<columns {
             let d = u[j * columns + j]
             s[j / groupSize] += w[r * columns + j] * w[r * columns + j] / (d * d)
         } }
-        let order = (0..<k).sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
+        let ranked = rankShort ? k : columns / groupSize
+        let order = (0..<ranked).sorted { s[$0] != s[$1] ? s[$0] < s[$1] : $0 < $1 }
         var bits = [Int](repeating: n, count: k)
         for g in order.prefix(count) { bits[g] = n - 1 }
         for g in order.suffix(count) { bits[g] = n + 1 }
@@ -149,7 +153,8 @@ final class GPTQReferenceTests: XCTestCase {
         for r in 0..<rows { for j in dead { w64[r * columns + j] = 0 } }
         let k = (columns + groupSize - 1) / groupSize
         let bits = allocationCount.map {
-            Float64GPTQ.salienceBits(w: w64, rows: rows, columns: columns, groupSize: groupSize, u: u, count: $0, n: n)
+            Float64GPTQ.salienceBits(w: w64, rows: rows, columns: columns, groupSize: groupSize, u: u, count: $0, n: n,
+                                     rankShort: compat.contains(.rankShortGroup))
         } ?? [Int](repeating: n, count: k)
         let ref = Float64GPTQ.run(weight: w64, rows: rows, columns: columns, groupSize: groupSize, bits: bits, u: u,
                                   sqc: method == .slim, tau: try tauGrid(), half: !compat.contains(.fp32Parameters),
@@ -209,8 +214,11 @@ final class GPTQReferenceTests: XCTestCase {
     }
 
     func testPartialLastGroupAndDeadColumn() throws {
-        // 100 columns in groups of 32: 32, 32, 32, 4.
-        try compare(method: .slim, bits: 2, allocationCount: 2, rows: 16, columns: 100, deadColumn: 40, seed: 6)
+        // 100 columns in groups of 32: 32, 32, 32, 4. Clean: the 4-wide group stays at N, one of
+        // the three full groups moves to N−1 and one to N+1; the reference ranks all four.
+        try compare(method: .slim, bits: 2, allocationCount: 1, rows: 16, columns: 100, deadColumn: 40, seed: 6)
+        try compare(method: .slim, bits: 2, allocationCount: 2, rows: 16, columns: 100, deadColumn: 40,
+                    compat: .rankShortGroup, seed: 6)
         try compare(method: .gptq, bits: 4, allocationCount: nil, rows: 8, columns: 100, groupSize: 64, seed: 7)
     }
 

@@ -84,13 +84,28 @@ final class ReferenceCompatTests: XCTestCase {
     }
 
     func testSearchRangeCandidates() {
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 12), Array(0...6))
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 12, compat: .searchRange), Array(1...5))
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 7, compat: .searchRange), [1, 2])
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 3, compat: .searchRange), [], "reference crashes for K ≤ 3")
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 3), [0, 1])
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 1), [0])
-        XCTAssertEqual(Salience.searchCandidates(groupCount: 0), [])
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 12), Array(0...6))
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 12, compat: .searchRange), Array(1...5))
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 7, compat: .searchRange), [1, 2])
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 3, compat: .searchRange), [], "reference crashes for K ≤ 3")
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 3), [0, 1])
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 1), [0])
+        XCTAssertEqual(Salience.searchCandidates(rankedGroups: 0), [])
+    }
+
+    func testRankShortGroupRanksTheShortLastGroup() {
+        // SmolLM2 (576 in groups of 128), stories260K's down_proj (172 in groups of 32), a layer
+        // narrower than one group, and widths that divide evenly (the flag changes nothing).
+        for (columns, g, clean, reference) in [(576, 128, 4, 5), (172, 32, 5, 6), (64, 128, 0, 1), (512, 128, 4, 4),
+                                               (64, 32, 2, 2), (0, 32, 0, 0)] {
+            XCTAssertEqual(Salience.rankedGroupCount(columns: columns, groupSize: g), clean, "\(columns)/\(g)")
+            XCTAssertEqual(Salience.rankedGroupCount(columns: columns, groupSize: g, compat: .rankShortGroup), reference)
+            XCTAssertEqual(Salience.rankedGroupCount(columns: columns, groupSize: g, compat: .all), reference)
+        }
+        // Unranked groups (past the order) stay at N.
+        XCTAssertEqual(Salience.mixedBits(order: [2, 0, 1, 3], count: 1, targetBits: 3, groupCount: 5), [3, 3, 2, 4, 3])
+        XCTAssertEqual(Salience.mixedBits(order: [2, 0, 1, 3], count: 2, targetBits: 2), [1, 3, 1, 3])
+        XCTAssertTrue(ReferenceCompat.all.contains(.rankShortGroup))
     }
 
     func testSearchWithNoCandidateReturnsNil() throws {

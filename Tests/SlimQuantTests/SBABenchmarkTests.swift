@@ -12,7 +12,7 @@ final class SBABenchmarkTests: XCTestCase {
         var rng = TestRandom(seed: 1)
         let w = rng.normals(rows * columns, scale: 0.05)
         let x = makeActivations(samples: 1, tokens: tokens, columns: columns, seed: 2)[0]
-        let k = (columns + groupSize - 1) / groupSize
+        let k = Salience.rankedGroupCount(columns: columns, groupSize: groupSize)
         let order = Array(0..<k).shuffled(using: &rng)
         for (range, compat) in [("clean", ReferenceCompat()), ("reference", ReferenceCompat.searchRange)] {
             var timings: [Double] = []
@@ -20,7 +20,7 @@ final class SBABenchmarkTests: XCTestCase {
             for strategy in [SBAStrategy.incremental, .straightforward] {
                 let s = try BitAllocationSearch(weight: w, rows: rows, columns: columns, groupOrder: order, targetBits: 2,
                                                 groupSize: groupSize,
-                                                candidates: Salience.searchCandidates(groupCount: k, compat: compat),
+                                                candidates: Salience.searchCandidates(rankedGroups: k, compat: compat),
                                                 compat: compat, strategy: strategy)
                 let start = Date()
                 for _ in 0..<samples { try x.withUnsafeBufferPointer { try s.add(x: $0.baseAddress!, rows: tokens) } }

@@ -30,7 +30,7 @@ struct QuantizeCommand: SlimCommand {
             --allocation reuses an allocation.json (validated against the model; no SBA search).
             --reference-compat reproduces quirks of the official code (spec §11.2): doubleDamp, symLeak,
             searchRange, klBiasOnlyInReference, fp32Parameters, ternarySign (needs --format fake-quant),
-            or all.
+            rankShortGroup, or all.
             """,
         examples: [
             "slim-quant quantize --model ~/.cache/slim-quant-fixtures/smollm2-135m-f32 --bits 2 --method slim --out smollm2-slim-w2",
