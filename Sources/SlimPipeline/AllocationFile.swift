@@ -11,7 +11,7 @@ import SlimModel
 /// { "format": "slim-quant-allocation", "version": 1,
 ///   "model": "smollm2-135m-f32", "method": "slim", "bits": 2, "group_size": 128, "seed": 0,
 ///   "calibration": { "file": "...", "sha256": "...", "samples": 128, "sequence_length": 2048 },
-///   "tool_version": "0.1.0",
+///   "tool_version": "0.2.0",
 ///   "shapes": { "self_attn.q_proj": [576, 576], ..., "mlp.down_proj": [576, 1536] },
 ///   "layers": [ { "self_attn.q_proj": [1, 2, 3, 2, 2], ... }, ... ] }
 /// ```

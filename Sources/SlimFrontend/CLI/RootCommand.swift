@@ -5,7 +5,7 @@ import SlimIO
 /// works end to end.
 public enum SlimQuantCommand {
     public static let toolName = "slim-quant"
-    public static let version = "0.1.0"
+    public static let version = "0.2.0"
 
     public static let subcommands: [any SlimCommand.Type] = [
         TokenizeCommand.self,
