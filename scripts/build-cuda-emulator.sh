@@ -3,7 +3,8 @@
 # compiled as C++ by the host compiler against the CPU emulator of the CUDA runtime
 # (Sources/CSlimCUDA/emulator). It exports the same C API as libslimcuda.so, so slim-quant
 # (--cuda-lib) and slim-gpu-check run the real kernels, launch code and model graph on the CPU.
-# For correctness where no GPU is lent; its speeds mean nothing.
+# For correctness where no GPU is lent; its speeds mean nothing. Also builds the emulator's
+# self-test, slim-cuda-emulator-selftest, in the same directory.
 #
 #   bash scripts/build-cuda-emulator.sh [OUTPUT]   (default: .build/cuda/libslimcuda-emulator.so)
 #
@@ -35,4 +36,10 @@ if ! wait_all; then
 fi
 "$CXX" -shared "${EXTRA[@]}" -o "$OUT.tmp.$$" "$OBJ"/*.o -ldl -lpthread
 mv -f "$OUT.tmp.$$" "$OUT"
-echo "build-cuda-emulator: built $OUT" >&2
+# The emulator's self-test (its rules and its mma/shuffle semantics), next to the library.
+TEST=$(dirname "$OUT")/slim-cuda-emulator-selftest
+"$CXX" "${COMMON[@]}" -std=c++17 -x c++ -include cuda_runtime.h -c Sources/CSlimCUDA/emulator/selftest.cpp \
+    -o "$OBJ/selftest.o"
+"$CXX" "${EXTRA[@]}" -o "$TEST.tmp.$$" "$OBJ/selftest.o" "$OBJ/emulator.cpp.o" -lpthread
+mv -f "$TEST.tmp.$$" "$TEST"
+echo "build-cuda-emulator: built $OUT and $TEST" >&2

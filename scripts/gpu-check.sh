@@ -139,6 +139,8 @@ if [[ $MODE == emulator ]]; then
     swift build -c release --product slim-quant
     swift build -c release --product slim-gpu-check
     export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
+    note "the emulator's own rules and mma/shuffle semantics"
+    .build/cuda/slim-cuda-emulator-selftest || FAILURES=$((FAILURES + 1))
     [[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures "$FIX" "$BIN/slim-quant"
     note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
     $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
