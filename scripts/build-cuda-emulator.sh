@@ -26,7 +26,7 @@ mkdir -p "$(dirname "$OUT")"
 COMMON=(-O2 -g -fPIC -fvisibility=hidden -ffp-contract=off -fno-strict-aliasing -U_FORTIFY_SOURCE -Wall -Wno-unknown-pragmas
         -DSLIM_CUDA_BUILDING_LIBRARY -ISources/CSlimCUDA/emulator/include -ISources/CSlimCUDA/include "${EXTRA[@]}")
 "$CC" "${COMMON[@]}" -std=c11 -c Sources/CSlimCUDA/slim_cuda_layout.c -o "$OBJ/layout.o"
-for src in Sources/CSlimCUDA/cuda/*.cu Sources/CSlimCUDA/emulator/emulator.cpp; do
+for src in Sources/CSlimCUDA/cuda/*.cu Sources/CSlimCUDA/emulator/emulator.cpp Sources/CSlimCUDA/emulator/runtime_api.cpp; do
     "$CXX" "${COMMON[@]}" -std=c++17 -x c++ -include cuda_runtime.h -c "$src" -o "$OBJ/$(basename "$src").o" &
 done
 wait_all() { local status=0; for job in $(jobs -p); do wait "$job" || status=1; done; return $status; }
@@ -40,6 +40,6 @@ mv -f "$OUT.tmp.$$" "$OUT"
 TEST=$(dirname "$OUT")/slim-cuda-emulator-selftest
 "$CXX" "${COMMON[@]}" -std=c++17 -x c++ -include cuda_runtime.h -c Sources/CSlimCUDA/emulator/selftest.cpp \
     -o "$OBJ/selftest.o"
-"$CXX" "${EXTRA[@]}" -o "$TEST.tmp.$$" "$OBJ/selftest.o" "$OBJ/emulator.cpp.o" -lpthread
+"$CXX" "${EXTRA[@]}" -o "$TEST.tmp.$$" "$OBJ/selftest.o" "$OBJ/emulator.cpp.o" "$OBJ/runtime_api.cpp.o" -lpthread
 mv -f "$TEST.tmp.$$" "$TEST"
 echo "build-cuda-emulator: built $OUT and $TEST" >&2
