@@ -13,7 +13,8 @@
 //   (lanes at different rendezvous) is reported as a deadlock;
 // - device memory has a guard page right after every allocation (faults are reported as an
 //   illegal address naming kernel, block and thread); fresh allocations and dynamic shared
-//   memory are filled with 0xFF bytes (NaN as floats);
+//   memory are filled with 0xFF bytes (NaN as floats); __ldg/__ldcs at an address not aligned
+//   to the loaded type is a misaligned-address fault, as on the GPU (x86 would not mind);
 // - pointer arguments of kernels must be null or point into a device allocation; memcpy
 //   directions are checked against the allocations; copies from host memory, allocation and
 //   synchronisation inside a stream capture are refused (as CUDA's thread-local capture mode
@@ -282,6 +283,16 @@ void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b
 
 void *dynamic_shared() { return block_run->shared.data(); }
 
+void misaligned_load(const void *p, size_t alignment) {
+    Fiber *f = current_fiber();
+    char text[96];
+    snprintf(text, sizeof(text), "misaligned address %p for a %zu-byte aligned load (", p, alignment);
+    block_error(text + where(*f) + ")");
+    f->status = Fiber::at_warp;  // never resumed: the block is abandoned
+    yield_fiber(f);
+    abort();  // unreachable
+}
+
 // MARK: - Faults
 
 static struct sigaction previous_segv;
@@ -398,7 +409,9 @@ static cudaError_t execute(const LaunchConfig &config, const std::function<void(
                     for (int t = 0; t < threads; t++) workers[(size_t)t]->live = false;
                     note("%s", run.error.c_str());
                     block_run = nullptr;
-                    return run.error.rfind("illegal address", 0) == 0 ? cudaErrorIllegalAddress : cudaErrorLaunchFailure;
+                    if (run.error.rfind("illegal address", 0) == 0) return cudaErrorIllegalAddress;
+                    if (run.error.rfind("misaligned address", 0) == 0) return cudaErrorMisalignedAddress;
+                    return cudaErrorLaunchFailure;
                 }
             }
     block_run = nullptr;

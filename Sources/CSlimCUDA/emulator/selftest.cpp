@@ -63,6 +63,11 @@ __global__ void out_of_bounds_kernel(const float *in, float *out, int n) {
     out[threadIdx.x] = in[threadIdx.x + n];  // reads past the allocation
 }
 
+__global__ void misaligned_kernel(const float *in, float *out) {
+    const float4 v = __ldg(reinterpret_cast<const float4 *>(in + 1));  // 4-byte aligned, needs 16
+    out[threadIdx.x] = v.x;
+}
+
 // Sums 64 values without the barrier between the partial writes and the final read: a race.
 __global__ void racy_sum_kernel(const float *in, float *out) {
     __shared__ float partial[2];
@@ -148,6 +153,12 @@ int main() {
         SLIM_LAUNCH(1, 32, 0, nullptr, out_of_bounds_kernel)(in, out, 1000);
         return cudaDeviceSynchronize() == cudaErrorIllegalAddress ? 0 : 1;
     }) == 0, "a read past the end of an allocation is an illegal address");
+
+    expect(in_child([] {
+        float *in = device<float>(64), *out = device<float>(32);
+        SLIM_LAUNCH(1, 32, 0, nullptr, misaligned_kernel)(in, out);
+        return cudaDeviceSynchronize() == cudaErrorMisalignedAddress ? 0 : 1;
+    }) == 0, "a vector load at a misaligned address is a fault");
 
     expect(in_child([] {
         std::vector<float> host(32);

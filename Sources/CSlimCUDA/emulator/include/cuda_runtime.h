@@ -49,6 +49,7 @@ enum cudaError_t {
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorIllegalAddress = 700,
     cudaErrorLaunchOutOfResources = 701,
+    cudaErrorMisalignedAddress = 716,
     cudaErrorLaunchFailure = 719,
     cudaErrorStreamCaptureUnsupported = 900,
     cudaErrorStreamCaptureInvalidated = 901,
@@ -153,6 +154,14 @@ uint64_t shuffle(unsigned mask, uint64_t value, int src_lane, int width, int mod
 void mma_m16n8k16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 /// The block's dynamic shared memory (poisoned with NaN bytes at block start).
 void *dynamic_shared();
+/// A load through __ldg/__ldcs at an address not aligned to its type: a fault, as on the GPU.
+[[noreturn]] void misaligned_load(const void *p, size_t alignment);
+
+template <typename T>
+inline T checked_load(const T *p) {
+    if (reinterpret_cast<uintptr_t>(p) % alignof(T) != 0) misaligned_load(p, alignof(T));
+    return *p;
+}
 
 template <typename T>
 inline T shuffle_typed(unsigned mask, T value, int lane, int width, int mode) {
@@ -184,9 +193,9 @@ inline T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = 32) 
 }
 
 template <typename T>
-inline T __ldg(const T *p) { return *p; }
+inline T __ldg(const T *p) { return slim_emu::checked_load(p); }
 template <typename T>
-inline T __ldcs(const T *p) { return *p; }
+inline T __ldcs(const T *p) { return slim_emu::checked_load(p); }
 
 // Explicitly rounded arithmetic: plain IEEE operations (the library is built with
 // -ffp-contract=off, so nothing is fused behind them).
