@@ -313,13 +313,19 @@ static void on_fault(int signal, siginfo_t *info, void *context) {
     (void)context;
 }
 
+// The handler is process-wide; the alternate stack it runs on (so that a fiber's stack overflow
+// can be reported) is per thread, set up by each thread that runs kernels.
 static void install_fault_handler() {
+    static thread_local bool alternate_stack = false;
+    if (!alternate_stack) {
+        static thread_local char alternate[64 * 1024];
+        stack_t ss = {};
+        ss.ss_sp = alternate;
+        ss.ss_size = sizeof(alternate);
+        sigaltstack(&ss, nullptr);
+        alternate_stack = true;
+    }
     if (handler_installed) return;
-    static char alternate[64 * 1024];
-    stack_t ss = {};
-    ss.ss_sp = alternate;
-    ss.ss_size = sizeof(alternate);
-    sigaltstack(&ss, nullptr);
     struct sigaction sa = {};
     sa.sa_sigaction = on_fault;
     sa.sa_flags = SA_SIGINFO | SA_ONSTACK;

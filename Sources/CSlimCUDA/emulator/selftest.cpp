@@ -68,6 +68,14 @@ __global__ void misaligned_kernel(const float *in, float *out) {
     out[threadIdx.x] = v.x;
 }
 
+__device__ int deep(int n) {
+    volatile char frame[4096];
+    frame[0] = (char)n;
+    return n == 0 ? frame[0] : deep(n - 1) + frame[0];
+}
+
+__global__ void overflow_kernel(int *out) { out[threadIdx.x] = deep(1 << 20); }
+
 // Sums 64 values without the barrier between the partial writes and the final read: a race.
 __global__ void racy_sum_kernel(const float *in, float *out) {
     __shared__ float partial[2];
@@ -159,6 +167,12 @@ int main() {
         SLIM_LAUNCH(1, 32, 0, nullptr, misaligned_kernel)(in, out);
         return cudaDeviceSynchronize() == cudaErrorMisalignedAddress ? 0 : 1;
     }) == 0, "a vector load at a misaligned address is a fault");
+
+    expect(in_child([] {
+        int *out = device<int>(32);
+        SLIM_LAUNCH(1, 32, 0, nullptr, overflow_kernel)(out);
+        return cudaDeviceSynchronize() == cudaErrorIllegalAddress ? 0 : 1;
+    }) == 0, "a thread overflowing its stack is reported as a fault, not a crash");
 
     expect(in_child([] {
         std::vector<float> host(32);
