@@ -117,6 +117,14 @@ static void yield_fiber(Fiber *) {
     if (_setjmp(running_worker->resume) == 0) _longjmp(block_run->scheduler, 1);
 }
 
+/// A rule broken by thread `f`: records it and leaves for good (the scheduler stops at the first
+/// error, so the fiber is never resumed; its worker is restarted for the next launch).
+[[noreturn]] static void abandon(Fiber *f, const std::string &message) {
+    block_error(message + " (" + where(*f) + ")");
+    yield_fiber(f);
+    abort();  // unreachable
+}
+
 static thread_local Worker *starting_worker = nullptr;
 
 static void worker_main() {
@@ -161,9 +169,7 @@ void syncthreads() {
     BlockRun &b = *block_run;
     for (const Fiber &other : b.fibers) {
         if (other.status == Fiber::done) {
-            block_error("__syncthreads after thread (" + std::to_string(other.state.thread_idx.x) + ") exited (" + where(*f) + ")");
-            f->status = Fiber::at_barrier;
-            yield_fiber(f);  // never resumed: the block is abandoned
+            abandon(f, "__syncthreads after thread (" + std::to_string(other.state.thread_idx.x) + ") exited");
         }
     }
     if (++b.barrier_arrived == b.threads) {
@@ -213,21 +219,14 @@ static void warp_rendezvous(Fiber *f) {
     const int warp = f->state.warp;
     Fiber *lanes = &b.fibers[(size_t)warp * 32];
     if ((size_t)(warp + 1) * 32 > b.fibers.size()) {
-        block_error("full-mask warp collective in a partial warp of " + std::to_string(b.fibers.size() % 32) +
-                    " threads (" + where(*f) + ")");
-        f->status = Fiber::at_warp;
-        yield_fiber(f);
+        abandon(f, "full-mask warp collective in a partial warp of " + std::to_string(b.fibers.size() % 32) + " threads");
     }
     if (f->mask != 0xFFFFFFFFu || f->width != 32) {
-        block_error("warp collective with mask " + std::to_string(f->mask) + " / width " + std::to_string(f->width) +
-                    ": only full warps are emulated (" + where(*f) + ")");
+        abandon(f, "warp collective with mask " + std::to_string(f->mask) + " / width " + std::to_string(f->width) +
+                       ": only full warps are emulated");
     }
     for (int lane = 0; lane < 32; lane++) {
-        if (lanes[lane].status == Fiber::done) {
-            block_error("full-mask warp collective after lane " + std::to_string(lane) + " exited (" + where(*f) + ")");
-            f->status = Fiber::at_warp;
-            yield_fiber(f);
-        }
+        if (lanes[lane].status == Fiber::done) abandon(f, "full-mask warp collective after lane " + std::to_string(lane) + " exited");
     }
     if (++b.warp_arrived[(size_t)warp] < 32) {
         f->status = Fiber::at_warp;
@@ -236,11 +235,7 @@ static void warp_rendezvous(Fiber *f) {
     }
     b.warp_arrived[(size_t)warp] = 0;
     for (int lane = 0; lane < 32; lane++) {
-        if (lanes[lane].op != f->op) {
-            block_error("lanes of one warp meet at different collectives (shuffle vs mma) (" + where(*f) + ")");
-            f->status = Fiber::at_warp;
-            yield_fiber(f);
-        }
+        if (lanes[lane].op != f->op) abandon(f, "lanes of one warp meet at different collectives (shuffle vs mma)");
     }
     if (f->op == 2) {
         complete_mma(lanes);
@@ -286,11 +281,8 @@ void *dynamic_shared() { return block_run->shared.data(); }
 void misaligned_load(const void *p, size_t alignment) {
     Fiber *f = current_fiber();
     char text[96];
-    snprintf(text, sizeof(text), "misaligned address %p for a %zu-byte aligned load (", p, alignment);
-    block_error(text + where(*f) + ")");
-    f->status = Fiber::at_warp;  // never resumed: the block is abandoned
-    yield_fiber(f);
-    abort();  // unreachable
+    snprintf(text, sizeof(text), "misaligned address %p for a %zu-byte aligned load", p, alignment);
+    abandon(f, text);
 }
 
 // MARK: - Faults
