@@ -72,9 +72,12 @@ build_binaries() {
 }
 
 # Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2.
+# They are stamped with the quantizer binary's checksum, so fresh_fixtures remakes them whenever
+# slim-quant changes (the checks must never run on checkpoints written by older packing code).
 prepare_fixtures() {
     local dir=$1 quantizer=$2
     note "fixtures → $dir"
+    rm -f "$dir/.made-by"
     [[ -d "$SHARED/models/stories260K" ]] || { echo "error: $SHARED/models/stories260K not found (set SLIM_SHARED_DIR)" >&2; exit 1; }
     mkdir -p "$dir/data"
     rm -rf "$dir/stories260K" "$dir/data/wikitext-2-raw"
@@ -86,6 +89,19 @@ prepare_fixtures() {
             --samples 16 --seq-len 256 --data-dir "$dir/data" --out "$dir/stories260K-slim$bits" \
             >"$dir/quantize-slim$bits.log" 2>&1 || { cat "$dir/quantize-slim$bits.log" >&2; exit 1; }
     done
+    rm -rf "$dir/smollm2-rtn4"  # made on demand below, by the same quantizer
+    stamp "$quantizer" >"$dir/.made-by"
+}
+
+stamp() { echo "$("$1" --version) $(cksum <"$1" | cut -d' ' -f1)"; }
+
+# prepare_fixtures unless $1 already holds fixtures made by this very slim-quant binary $2.
+fresh_fixtures() {
+    local dir=$1 quantizer=$2
+    if [[ -d "$dir/stories260K-slim2" && "$(cat "$dir/.made-by" 2>/dev/null)" == "$(stamp "$quantizer")" ]]; then
+        return 0
+    fi
+    prepare_fixtures "$dir" "$quantizer"
 }
 
 unpack() {  # xz file → executable, with Python's lzma when xz is missing
@@ -102,12 +118,11 @@ if [[ $MODE == bundle ]]; then
     swift build -c release --static-swift-stdlib --product slim-quant
     swift build -c release --static-swift-stdlib --product slim-gpu-check
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
-    for exe in slim-quant slim-gpu-check; do
-        strip -o "$BUNDLE/$exe" "$BIN/$exe"
-        xz -T0 -6 "$BUNDLE/$exe"
-    done
+    for exe in slim-quant slim-gpu-check; do strip -o "$BUNDLE/$exe" "$BIN/$exe"; done
+    # Made by the very binary that ships, so the GPU machine's fresh_fixtures keeps them.
+    prepare_fixtures "$BUNDLE/fixtures" "$BUNDLE/slim-quant"
+    for exe in slim-quant slim-gpu-check; do xz -T0 -6 "$BUNDLE/$exe"; done
     xz -T0 -6 -c .build/cuda/libslimcuda.so >"$BUNDLE/libslimcuda.so.xz"
-    prepare_fixtures "$BUNDLE/fixtures" "$BIN/slim-quant"
     du -sh "$BUNDLE"
     exit 0
 fi
@@ -141,7 +156,7 @@ if [[ $MODE == emulator ]]; then
     export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
     note "the emulator's own rules and mma/shuffle semantics"
     .build/cuda/slim-cuda-emulator-selftest || FAILURES=$((FAILURES + 1))
-    [[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures "$FIX" "$BIN/slim-quant"
+    fresh_fixtures "$FIX" "$BIN/slim-quant"
     note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
     $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
         --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" ||
@@ -179,7 +194,9 @@ if [[ $MODE == check && -f "$BUNDLE/slim-quant.xz" ]]; then
     note "using $BUNDLE"
     BIN=$BUNDLE/bin FIX=$BUNDLE/fixtures
     mkdir -p "$BIN"
-    for exe in slim-quant slim-gpu-check; do [[ -x "$BIN/$exe" ]] || unpack "$BUNDLE/$exe.xz" "$BIN/$exe"; done
+    for exe in slim-quant slim-gpu-check; do  # unpack again when the bundle is newer
+        [[ -x "$BIN/$exe" && "$BIN/$exe" -nt "$BUNDLE/$exe.xz" ]] || unpack "$BUNDLE/$exe.xz" "$BIN/$exe"
+    done
     # Prefer the local nvcc (its CUDA matches the driver); else the bundled build.
     if ! { { command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; } && bash scripts/build-cuda.sh "$BIN/libslimcuda.so"; }; then
         echo "note: using the bundled libslimcuda.so (no local nvcc, or its build failed)"
@@ -190,7 +207,7 @@ elif [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f
 fi
 nvidia-smi -L 2>/dev/null || true
 
-[[ -d "$FIX/stories260K-slim2" ]] || prepare_fixtures "$FIX" "$BIN/slim-quant"
+fresh_fixtures "$FIX" "$BIN/slim-quant"
 MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
