@@ -15,7 +15,8 @@ struct GemmProblem {
     var a: UnsafePointer<Float>
     var lda: Int
     var aLayout: OperandLayout
-    var b: UnsafePointer<Float>
+    /// fp32, or `bFormat` elements (only with `.kContiguous`), widened while packing.
+    var b: UnsafeRawPointer
     var ldb: Int
     var bLayout: OperandLayout
     var c: UnsafeMutablePointer<Float>
@@ -25,6 +26,7 @@ struct GemmProblem {
     /// Only tiles touching the upper triangle (row ≤ column) are computed (syrk). Tiles that
     /// straddle the diagonal are written whole; entries below the diagonal are unspecified.
     var upperOnly: Bool
+    var bFormat: StorageFormat = .f32
 }
 
 /// `GemmProblem` holds raw pointers; workers only read A/B and write disjoint parts of C.
@@ -80,7 +82,7 @@ enum GemmDriver {
                 Kernels.parallelItems(workers: min(workers, packItems), items: packItems) { _, item in
                     let first = item * 8
                     let count = min(8, panels - first) * nr
-                    GemmPacking.packBlock(problem.b, ld: problem.ldb, layout: problem.bLayout,
+                    GemmPacking.packBlock(problem.b, format: problem.bFormat, ld: problem.ldb, layout: problem.bLayout,
                                           lane0: jc + first * nr, count: min(count, nc - first * nr),
                                           p0: block.start, kc: kc, panel: nr,
                                           into: packedB.pointer + first * nr * kc)
@@ -95,7 +97,7 @@ enum GemmDriver {
                     let width = min(panelsPerChunk * nr, nc - jr)
                     // Triangular case: a chunk entirely left of this row block's diagonal.
                     if problem.upperOnly && ic > jc + jr + width - 1 { return }
-                    GemmPacking.packBlock(problem.a, ld: problem.lda, layout: problem.aLayout,
+                    GemmPacking.packBlock(problem.a, format: .f32, ld: problem.lda, layout: problem.aLayout,
                                           lane0: ic, count: mc, p0: block.start, kc: kc,
                                           panel: mr, into: packedA[worker].pointer)
                     macroKernel(problem, ic: ic, mc: mc, jc: jc + jr, nc: width, kc: kc,

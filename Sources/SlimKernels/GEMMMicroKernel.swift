@@ -148,17 +148,58 @@ enum GemmPacking {
     }
 
     /// Packs lanes `lane0 ..< lane0 + count` as consecutive micro-panels of `panel` lanes.
-    static func packBlock(_ src: UnsafePointer<Float>, ld: Int, layout: OperandLayout,
+    /// A 16-bit `format` (k-contiguous operands only) is widened to Float on the way.
+    static func packBlock(_ src: UnsafeRawPointer, format: StorageFormat, ld: Int, layout: OperandLayout,
                           lane0: Int, count: Int, p0: Int, kc: Int, panel: Int,
                           into dest: UnsafeMutablePointer<Float>) {
+        precondition(format == .f32 || layout == .kContiguous, "GEMM: 16-bit operands must be k-contiguous")
         var lane = 0
         var d = dest
         while lane < count {
             let width = min(panel, count - lane)
-            packPanel(src, ld: ld, layout: layout, lane0: lane0 &+ lane, width: width,
-                      p0: p0, kc: kc, panel: panel, into: d)
+            switch format {
+            case .f32:
+                packPanel(src.assumingMemoryBound(to: Float.self), ld: ld, layout: layout, lane0: lane0 &+ lane,
+                          width: width, p0: p0, kc: kc, panel: panel, into: d)
+            case .f16:
+                packWidening(F16Rows.self, src, ld: ld, lane0: lane0 &+ lane, width: width, p0: p0, kc: kc,
+                             panel: panel, into: d)
+            case .bf16:
+                packWidening(BF16Rows.self, src, ld: ld, lane0: lane0 &+ lane, width: width, p0: p0, kc: kc,
+                             panel: panel, into: d)
+            }
             lane &+= panel
             d += panel &* kc
+        }
+    }
+
+    /// `packPanel` for a k-contiguous 16-bit operand: each lane's k-run is widened into a small
+    /// Float buffer (in chunks of 64, as packPanel transposes) and then scattered into the panel.
+    static func packWidening<E: RowElements>(_: E.Type, _ src: UnsafeRawPointer, ld: Int, lane0: Int, width: Int,
+                                             p0: Int, kc: Int, panel: Int, into dest: UnsafeMutablePointer<Float>) {
+        let chunk = 64
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: chunk) { buffer in
+            let run = buffer.baseAddress!
+            var c0 = 0
+            while c0 < kc {
+                let c1 = min(kc, c0 &+ chunk)
+                for lane in 0..<panel {
+                    var d = dest + (c0 &* panel &+ lane)
+                    if lane < width {
+                        E.widen(src + (lane0 &+ lane) &* ld &* E.byteSize, p0 &+ c0, c1 &- c0, run)
+                        for p in 0..<(c1 &- c0) {
+                            d[0] = run[p]
+                            d += panel
+                        }
+                    } else {
+                        for _ in c0..<c1 {
+                            d[0] = 0
+                            d += panel
+                        }
+                    }
+                }
+                c0 = c1
+            }
         }
     }
 }

@@ -4,7 +4,7 @@ import Foundation
 import SlimKernels
 
 let usage = """
-    usage: slim-bench [gemm] [prefill] [packed] [packed-kernel] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
+    usage: slim-bench [gemm] [prefill] [packed] [packed-kernel] [dense16] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
 
     Sections (default: all available):
       gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
@@ -17,6 +17,8 @@ let usage = """
                (runs only when --packed is given).
       packed-kernel  the packed GEMV per call at SmolLM2 and LLaMA-7B shapes (2 and 3 bits) next to
                the fp32 GEMV on the same shape.
+      dense16  the dense GEMV on F16 / BF16 weights as stored (`--weights native`) next to the
+               same matrix widened to fp32, at SmolLM2 and LLaMA-7B shapes.
     Options:
       --threads N    threads for both sides (default: all cores)
       --python PATH  interpreter with numpy / torch + transformers (default: $SLIM_BENCH_PYTHON, else python3)
@@ -49,7 +51,7 @@ while !args.isEmpty {
         packedPaths.append(v); args.removeFirst()
     case "--quick": quick = true
     case "-h", "--help": print(usage); exit(0)
-    case "gemm", "prefill", "packed", "packed-kernel": sections.append(a)
+    case "gemm", "prefill", "packed", "packed-kernel", "dense16": sections.append(a)
     default:
         FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
     }
@@ -75,3 +77,4 @@ if sections.contains("packed") {
     else { PackedSection(fpModelPath: fp, packedPaths: packedPaths, threads: threads, quick: quick).run() }
 }
 if sections.contains("packed-kernel") { PackedKernelSection(threads: threads, quick: quick).run() }
+if sections.contains("dense16") { Dense16Section(threads: threads, quick: quick).run() }
