@@ -1,4 +1,5 @@
 import SlimCUDA
+import SlimRuntime
 
 /// Where a command runs the model.
 enum ComputeDevice: String, CaseIterable {
@@ -35,4 +36,26 @@ struct DeviceSelection {
         console.log("cuda: \(context.device.summary), backend \(context.library.path)")
         return context
     }
+}
+
+/// `--weights`, shared by the commands that run a model on the CPU: how F16/BF16 weights are held.
+enum CPUWeights: String, CaseIterable {
+    /// As stored, borrowed from the memory map (half the memory of fp32; the default).
+    case native
+    /// Widened to fp32 at load (for comparisons and memory/speed measurements).
+    case fp32
+
+    static let option = OptionSpec.option(
+        "weights", value: "<native|fp32>",
+        help: "CPU: keep F16/BF16 weights as stored, or widen them to fp32 at load (twice the memory, same results).",
+        default: "native")
+
+    /// - Throws: `UsageError` for an unknown value, or `--weights` with `--device cuda` (the GPU
+    ///   model uploads weights in its own formats).
+    init(_ args: ParsedArguments, device: ComputeDevice = .cpu) throws(UsageError) {
+        self = try args.choice("weights", default: CPUWeights.native)
+        if args.isSet("weights"), device != .cpu { throw UsageError("'--weights' applies only with '--device cpu'") }
+    }
+
+    var storage: DenseStorage { self == .native ? .native : .fp32 }
 }

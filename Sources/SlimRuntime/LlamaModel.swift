@@ -44,7 +44,7 @@ public final class LlamaModel {
         var values = [Float](repeating: 0, count: tokens.count * h)
         values.withUnsafeMutableBufferPointer { out in
             for (t, id) in tokens.enumerated() {
-                (out.baseAddress! + t * h).update(from: weights.embedding.pointer + id * h, count: h)
+                weights.embedding.copyRow(id, into: out.baseAddress! + t * h)
             }
         }
         return HiddenStates(values: values, rows: tokens.count, cols: h)

@@ -69,15 +69,17 @@ public final class LlamaLayerWeights: @unchecked Sendable {
 
 // MARK: - Whole model
 
-/// Every weight of a LLaMA-family model as fp32, ready for the forward pass.
+/// Every weight of a LLaMA-family model, ready for the forward pass.
 ///
 /// F32 tensors are used in place from the source's memory map (the source stays alive as long
-/// as any tensor does); F16, BF16 and F64 tensors are converted once. With tied embeddings the
-/// classifier shares the embedding tensor, so it is never duplicated.
+/// as any tensor does). F16 and BF16 linear weights and the embedding are either converted once
+/// to fp32 (`DenseStorage.fp32`) or used in place as 16-bit (`.native`, the same products bit for
+/// bit); norms, biases and F64 tensors are always fp32. With tied embeddings the classifier
+/// shares the embedding tensor, so it is never duplicated.
 public final class LlamaWeights: @unchecked Sendable {
     public let config: LlamaConfig
     /// `model.embed_tokens.weight` `[vocab, hidden]`.
-    public let embedding: FloatTensor
+    public let embedding: DenseMatrix
     public let layers: [LlamaLayerWeights]
     /// `model.norm.weight` `[hidden]`.
     public let finalNorm: FloatTensor
@@ -86,18 +88,29 @@ public final class LlamaWeights: @unchecked Sendable {
 
     /// Builds the weights from `source`, first checking that it holds exactly the tensors
     /// `config` implies (`TensorLayout.validate`).
-    /// - Parameter path: names the checkpoint in error messages.
+    /// - Parameters:
+    ///   - path: names the checkpoint in error messages.
+    ///   - storage: whether F16/BF16 matrices are widened to fp32 (the default) or kept 16-bit.
     /// - Throws: `FileError` for missing/misshapen/non-float tensors or inconsistent byte counts.
-    public init(config: LlamaConfig, source: any TensorSource, path: String) throws(FileError) {
+    public init(config: LlamaConfig, source: any TensorSource, path: String,
+                storage: DenseStorage = .fp32) throws(FileError) {
         let layout = TensorLayout(config: config, packedGroupSize: config.packing?.groupSize)
         try layout.validate(source, path: path)
-        func load(_ name: String) throws(FileError) -> FloatTensor {
-            // validate() proved presence, shape and dtype; the byte count is checked here.
+        func view(_ name: String) throws(FileError) -> TensorView {
+            // validate() proved presence, shape and dtype; byte counts are checked by the tensors.
             guard let view = source.tensor(name) else { throw FileError(path, "missing tensor \(name)") }
-            return try FloatTensor(view, source: source, path: path)
+            return view
+        }
+        func load(_ name: String) throws(FileError) -> FloatTensor {
+            try FloatTensor(try view(name), source: source, path: path)
+        }
+        func matrix(_ name: String) throws(FileError) -> DenseMatrix {
+            let v = try view(name)
+            if storage == .native, let half = try HalfTensor(v, source: source, path: path) { return .half(half) }
+            return .f32(try FloatTensor(v, source: source, path: path))
         }
         self.config = config
-        embedding = try load(TensorLayout.embedTokens)
+        embedding = try matrix(TensorLayout.embedTokens)
         var layers: [LlamaLayerWeights] = []
         layers.reserveCapacity(config.numHiddenLayers)
         for l in 0..<config.numHiddenLayers {
@@ -110,7 +123,10 @@ public final class LlamaWeights: @unchecked Sendable {
                                                   groupSize: groupSize, path: path)
                     linears.append(PackedLinearOperator(PackedMatrix(packed), bias: bias))
                 } else {
-                    linears.append(DenseLinear(weight: try load(module.weightName), bias: bias))
+                    switch try matrix(module.weightName) {
+                    case .f32(let w): linears.append(DenseLinear(weight: w, bias: bias))
+                    case .half(let w): linears.append(HalfLinear(weight: w, bias: bias))
+                    }
                 }
             }
             layers.append(LlamaLayerWeights(index: l, inputNorm: try load(TensorLayout.inputNorm(layer: l)),
@@ -120,19 +136,19 @@ public final class LlamaWeights: @unchecked Sendable {
         self.layers = layers
         finalNorm = try load(TensorLayout.finalNorm)
         // transformers ignores a stored lm_head.weight when the embeddings are tied.
-        lmHead = DenseLinear(weight: config.tieWordEmbeddings ? embedding : try load(TensorLayout.lmHead))
+        lmHead = (config.tieWordEmbeddings ? embedding : try matrix(TensorLayout.lmHead)).linear()
     }
 
     /// The weights of a model opened by `LoadedModel` (already validated there; checked again
     /// cheaply here).
-    public convenience init(model: LoadedModel) throws(FileError) {
-        try self.init(config: model.config, source: model.weights, path: model.path)
+    public convenience init(model: LoadedModel, storage: DenseStorage = .fp32) throws(FileError) {
+        try self.init(config: model.config, source: model.weights, path: model.path, storage: storage)
     }
 
     /// Bytes of fp32 memory this object allocated (converted or copied tensors), not counting
-    /// tensors borrowed from the source's memory map.
+    /// tensors borrowed from the source's memory map (16-bit tensors always are).
     public var ownedBytes: Int {
-        var tensors: [FloatTensor] = [embedding, finalNorm]
+        var tensors: [FloatTensor] = [finalNorm] + (embedding.fp32.map { [$0] } ?? [])
         for layer in layers {
             tensors += [layer.inputNorm, layer.postAttentionNorm]
             for kind in LinearKind.allCases {
@@ -142,7 +158,7 @@ public final class LlamaWeights: @unchecked Sendable {
                 }
             }
         }
-        if let head = lmHead as? DenseLinear, head.weight !== embedding { tensors.append(head.weight) }
+        if let head = lmHead as? DenseLinear, head.weight !== embedding.fp32 { tensors.append(head.weight) }
         return tensors.reduce(0) { $0 + ($1.isBorrowed ? 0 : $1.count * MemoryLayout<Float>.stride) }
     }
 }

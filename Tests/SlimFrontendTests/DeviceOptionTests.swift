@@ -17,6 +17,10 @@ final class DeviceOptionTests: XCTestCase {
             (["bench", "--model", "m", "--bits", "3"], "'--bits' applies only with '--synthetic'"),
             (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--device", "tpu"], "invalid value for '--device'"),
             (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--cuda-lib", "/x.so"], "'--cuda-lib' applies only"),
+            (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--weights", "fp16"],
+             "invalid value for '--weights': 'fp16' (expected one of: native, fp32)"),
+            (["bench", "--model", "m", "--device", "cuda", "--weights", "fp32"], "'--weights' applies only with '--device cpu'"),
+            (["generate", "--model", "m", "--prompt", "x", "--weights", "half"], "invalid value for '--weights'"),
         ]
         for (args, expected) in cases {
             let r = runCLI(args)

@@ -39,6 +39,33 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(runCLI(["bench", "--model", model, "-p", "0", "-n", "0"]).code, .usage)
     }
 
+    /// A BF16 / F16 model: `--weights native` (the default) keeps the weights 16-bit and gives
+    /// the perplexity of `--weights fp32` exactly, and the same greedy continuation.
+    func testNativeHalfWeightsGiveTheSameResultsAsFp32() throws {
+        let gguf = try TestFixtures.shared("models/stories260K-gguf/stories260K-f32.gguf")
+        let data = try TestFixtures.shared("data")
+        let dir = try TestFixtures.temporaryDirectory(self)
+        for dtype in ["bf16", "f16"] {
+            let model = dir + "/stories-\(dtype)"
+            let c = runCLI(["convert", "--from", gguf, "--out", model, "--dtype", dtype])
+            XCTAssertEqual(c.code, .success, c.err)
+            var ppl: [String: Double] = [:]
+            var text: [String: String] = [:]
+            for weights in ["native", "fp32"] {
+                let r = runCLI(["eval-ppl", "--model", model, "--dataset", "wikitext2", "--data-dir", data, "--ctx", "128",
+                                "--max-windows", "3", "--json", "--weights", weights])
+                XCTAssertEqual(r.code, .success, r.err)
+                ppl[weights] = try XCTUnwrap(try JSON.parse(string: r.out)["ppl"]?.double)
+                let g = runCLI(["generate", "--model", model, "--prompt", "Once upon a time", "--max-tokens", "24", "--weights", weights])
+                XCTAssertEqual(g.code, .success, g.err)
+                text[weights] = g.out
+            }
+            XCTAssertEqual(ppl["native"], ppl["fp32"], dtype)
+            XCTAssertTrue(ppl["native"]!.isFinite && ppl["native"]! > 1, "\(dtype): \(ppl)")
+            XCTAssertEqual(text["native"], text["fp32"], dtype)
+        }
+    }
+
     func testEvalPPLTooFewTokensIsAClearError() throws {
         let model = try TestFixtures.shared("models/stories260K")
         let dir = try TestFixtures.temporaryDirectory(self)

@@ -13,7 +13,7 @@ final class LayerAPITests: XCTestCase {
         let tokens = Array(try Golden.ints(Golden.load("stories260K.json.gz")["window"]?["tokens"]).prefix(40))
         var hidden = try model.embed(tokens)
         XCTAssertEqual(hidden.rows, tokens.count)
-        XCTAssertEqual(hidden.row(3), Array(model.weights.embedding.buffer[(tokens[3] * c.hiddenSize)..<((tokens[3] + 1) * c.hiddenSize)]))
+        XCTAssertEqual(hidden.row(3), Array(model.weights.embedding.fp32!.buffer[(tokens[3] * c.hiddenSize)..<((tokens[3] + 1) * c.hiddenSize)]))
         model.runLayer(0, hidden: &hidden)
 
         let before = hidden

@@ -8,11 +8,11 @@ import XCTest
 /// Weight loading: zero-copy F32, one-time F16/BF16 widening, tied classifiers, operator
 /// replacement, and parity on a model stored in all three dtypes.
 final class WeightsTests: XCTestCase {
-    private func tinyLlama(_ dtype: String) throws -> (LlamaWeights, SafetensorsFile) {
+    private func tinyLlama(_ dtype: String, storage: DenseStorage = .fp32) throws -> (LlamaWeights, SafetensorsFile) {
         let dir = TestFixtures.committed("SlimIOTests", "gguf")
         let config = try LlamaConfig(path: dir + "/tiny-llama.config.json")
         let file = try SafetensorsFile(path: dir + "/tiny-llama.\(dtype).safetensors")
-        return (try LlamaWeights(config: config, source: file, path: file.path), file)
+        return (try LlamaWeights(config: config, source: file, path: file.path, storage: storage), file)
     }
 
     func testF32IsBorrowedAndHalfPrecisionIsWidenedOnce() throws {
@@ -35,7 +35,7 @@ final class WeightsTests: XCTestCase {
         let (w, _) = try tinyLlama("bf16")
         XCTAssertTrue(w.config.tieWordEmbeddings)
         let head = try XCTUnwrap(w.lmHead as? DenseLinear)
-        XCTAssertTrue(head.weight === w.embedding)
+        XCTAssertTrue(head.weight === w.embedding.fp32)
     }
 
     func testLogitsMatchTransformersForEveryStoredDtype() throws {
@@ -47,6 +47,38 @@ final class WeightsTests: XCTestCase {
             let expected = try Golden.floats(golden["logits"]?[dtype])
             assertRowsClose(logits, expected, width: w.config.vocabSize, tolerance: 1e-5, dtype)
         }
+    }
+
+    /// `.native`: F16/BF16 matrices stay in the file (nothing but norms is allocated), the tied
+    /// classifier is the embedding, and window logits (GEMM) and decode steps (GEMV) are bit for
+    /// bit those of the widened model.
+    func testNativeHalfStorageIsZeroCopyAndBitIdentical() throws {
+        let golden = try Golden.load("tiny-llama.json.gz")
+        let tokens = try Golden.ints(golden["tokens"])
+        for dtype in ["f16", "bf16"] {
+            let (native, _) = try tinyLlama(dtype, storage: .native)
+            let (widened, _) = try tinyLlama(dtype)
+            let c = native.config
+            XCTAssertEqual(native.ownedBytes, (2 * c.numHiddenLayers + 1) * c.hiddenSize * 4, "\(dtype): only the norms")
+            guard case .half(let table) = native.embedding else { return XCTFail("\(dtype): embedding was widened") }
+            XCTAssertEqual(table.format.rawValue, dtype)
+            XCTAssertTrue(try XCTUnwrap(native.lmHead as? HalfLinear).weight === table, "tied classifier")
+            XCTAssertTrue(native.layers[0][.downProj] is HalfLinear)
+            XCTAssertNil(native.layers[0].denseWeight(.downProj), "no fp32 weight to hand to the quantizer")
+
+            let a = LlamaModel(weights: native, threads: 2), b = LlamaModel(weights: widened, threads: 1)
+            XCTAssertEqual(try a.forward(tokens).map(\.bitPattern), try b.forward(tokens).map(\.bitPattern), dtype)
+            let sa = try InferenceSession(model: a, capacity: tokens.count), sb = try InferenceSession(model: b, capacity: tokens.count)
+            XCTAssertEqual(try sa.prefill(Array(tokens.prefix(3))).map(\.bitPattern),
+                           try sb.prefill(Array(tokens.prefix(3))).map(\.bitPattern))
+            for token in tokens.dropFirst(3) {
+                XCTAssertEqual(try sa.step(token).map(\.bitPattern), try sb.step(token).map(\.bitPattern), "\(dtype) step")
+            }
+        }
+        // F32 files are unaffected by the policy.
+        let (f32, _) = try tinyLlama("f32", storage: .native)
+        XCTAssertNotNil(f32.embedding.fp32)
+        XCTAssertEqual(f32.ownedBytes, 0)
     }
 
     func testReplacingAnOperatorChangesTheForwardAndChecksShapes() throws {
@@ -77,7 +109,7 @@ final class WeightsTests: XCTestCase {
         XCTAssertEqual(weights.layers.count, 5)
         XCTAssertEqual(weights.ownedBytes, 0, "stories260K is F32: nothing copied")
         let head = try XCTUnwrap(weights.lmHead as? DenseLinear)
-        XCTAssertFalse(head.weight === weights.embedding, "untied classifier")
+        XCTAssertFalse(head.weight === weights.embedding.fp32, "untied classifier")
         XCTAssertEqual(head.outFeatures, 512)
         XCTAssertEqual(head.inFeatures, 64)
     }

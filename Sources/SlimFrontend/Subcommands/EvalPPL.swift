@@ -43,7 +43,7 @@ struct EvalPPLCommand: SlimCommand {
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print the result as JSON."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
-        ] + DeviceSelection.options)
+        ] + DeviceSelection.options + [CPUWeights.option])
 
     let model: String
     let dataset: String
@@ -56,9 +56,11 @@ struct EvalPPLCommand: SlimCommand {
     let json: Bool
     let preferJSON: Bool
     let device: DeviceSelection
+    let weights: CPUWeights
 
     init(_ args: ParsedArguments) throws(UsageError) {
         device = try DeviceSelection(args)
+        weights = try CPUWeights(args, device: device.device)
         model = try args.required("model", "<dir|file.gguf>")
         dataset = try args.required("dataset", "<name|file>")
         split = args.isSet("split") ? try args.choice("split", default: Split.test) : nil
@@ -108,7 +110,7 @@ struct EvalPPLCommand: SlimCommand {
             let context = try device.openContext(console: console)
             scorer = GPUScorer(model: try CUDAModel(context: context, model: loaded, capacity: ctx))
         } else {
-            scorer = RuntimeScorer(model: LlamaModel(weights: try LlamaWeights(model: loaded), threads: threads))
+            scorer = RuntimeScorer(model: LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads))
         }
         let bar = ProgressBar(console: console, label: "eval-ppl", total: windows)
         let result = try evaluator.evaluate(tokens: tokens, model: scorer) { p in

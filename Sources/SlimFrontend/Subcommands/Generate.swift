@@ -30,6 +30,7 @@ struct GenerateCommand: SlimCommand {
             .option("top-p", value: "<p>", help: "Nucleus sampling probability mass."),
             .option("seed", value: "<n>", help: "Sampling seed.", default: "0"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
+            CPUWeights.option,
             .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
         ])
@@ -42,6 +43,7 @@ struct GenerateCommand: SlimCommand {
     let topP: Double?
     let seed: Int
     let threads: Int
+    let weights: CPUWeights
     let ignoreEOS: Bool
     let preferJSON: Bool
 
@@ -54,6 +56,7 @@ struct GenerateCommand: SlimCommand {
         topP = args.isSet("top-p") ? try args.double("top-p", default: 1, in: 0...1) : nil
         seed = try args.int("seed", default: 0, in: 0...Int.max)
         threads = try args.int("threads", default: Kernels.defaultThreads, in: 1...4096)
+        weights = try CPUWeights(args)
         ignoreEOS = args.has("ignore-eos")
         preferJSON = args.has("prefer-json")
     }
@@ -69,7 +72,7 @@ struct GenerateCommand: SlimCommand {
         let tokenizer = try loaded.tokenizer(preferJSON: preferJSON)
         let promptIDs = tokenizer.encode(prompt, addSpecialTokens: true)
         guard !promptIDs.isEmpty else { throw UsageError("the prompt tokenizes to nothing; give some text") }
-        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded), threads: threads)
+        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads)
         let session = try InferenceSession(model: runtime, capacity: promptIDs.count + maxTokens)
         var sampler = try Sampler(temperature: Float(temperature), topK: topK, topP: topP.map(Float.init), seed: UInt64(seed))
         var stops = Set(loaded.config.eosTokenID)
