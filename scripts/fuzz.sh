@@ -9,6 +9,7 @@
 #   safetensors  SafetensorsFile(file:) on arbitrary bytes, every accepted tensor read in full
 #   gguf         GGUFFile(file:) + GGUFImport(gguf:) (config, names, tokenizer) + dequantize
 #   tokenizer    JSON.parse + Tokenizer(json:path:) + encode/decode of a fixed text
+#   sentencepiece  Tokenizer(sentencePieceModel:path:) (tokenizer.model protobuf) + encode/decode
 #   config       JSON.parse + LlamaConfig(json:path:) + TensorLayout validation
 #   packed       a tiny slim-packed model: SafetensorsFile + LlamaWeights + packed forward
 #
@@ -23,7 +24,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SHARED="${SLIM_SHARED_DIR:-$ROOT/../shared}"
 OUT="$ROOT/.build/fuzz"
-TARGETS=(safetensors gguf tokenizer config packed)
+TARGETS=(safetensors gguf tokenizer sentencepiece config packed)
 SWIFT_FLAGS=(-sanitize=fuzzer,address -parse-as-library -O -g -swift-version 5 -enable-testing)
 [[ "$(uname -m)" == x86_64 ]] && SWIFT_FLAGS+=(-target-cpu haswell)
 
@@ -48,7 +49,7 @@ build_module() {
 modules_for() {
   case $1 in
     safetensors) echo "SlimIO" ;;
-    tokenizer) echo "SlimIO SlimTokenizer" ;;
+    tokenizer|sentencepiece) echo "SlimIO SlimTokenizer" ;;
     gguf|config) echo "SlimIO SlimTokenizer SlimKernels SlimPacking SlimModel" ;;
     packed) echo "SlimIO SlimTokenizer SlimKernels SlimPacking SlimModel SlimRuntime" ;;
   esac
@@ -56,7 +57,7 @@ modules_for() {
 
 harness_dir() {
   case $1 in
-    safetensors) echo Safetensors ;; gguf) echo GGUF ;; tokenizer) echo Tokenizer ;;
+    safetensors) echo Safetensors ;; gguf) echo GGUF ;; tokenizer) echo Tokenizer ;; sentencepiece) echo SentencePiece ;;
     config) echo Config ;; packed) echo Packed ;;
   esac
 }
@@ -113,6 +114,37 @@ for v in json.load(gzip.open(variants_path))["variants"]:
     t = json.loads(json.dumps(base))
     for k, val in v.get("patch", {}).get("set", {}).items(): t[k] = val
     json.dump(t, open(f"{out}/variant-{v['name']}.json", "w"))
+PY
+      ;;
+    sentencepiece)
+      # LLaMA-2's tokenizer.model cut to its first 600 pieces (specials, the 256 byte pieces and
+      # the first merges; every other field kept) by walking the protobuf wire format: a small
+      # seed keeps executions fast. The full file is a seed too.
+      cp "$SHARED/models/llama2-tokenizer/tokenizer.model" "$dir/llama2-full.model"
+      cp "$ROOT"/Tests/SlimTokenizerTests/Fixtures/*.model "$dir"/  # trained models with normalizer rules
+      python3 - "$SHARED/models/llama2-tokenizer/tokenizer.model" "$dir/llama2-cut.model" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+def varint(i):
+    v = s = 0
+    while True:
+        b = data[i]; i += 1; v |= (b & 0x7F) << s; s += 7
+        if b < 0x80: return v, i
+out, i, kept = bytearray(), 0, 0
+while i < len(data):
+    start = i
+    key, i = varint(i)
+    wire = key & 7
+    if wire == 0: _, i = varint(i)
+    elif wire == 1: i += 8
+    elif wire == 5: i += 4
+    elif wire == 2: n, i = varint(i); i += n
+    else: raise SystemExit("unexpected wire type %d" % wire)
+    if key >> 3 == 1:
+        kept += 1
+        if kept > 600: continue
+    out += data[start:i]
+open(sys.argv[2], "wb").write(bytes(out))
 PY
       ;;
     config)

@@ -161,13 +161,18 @@ final class SentencePieceModel: @unchecked Sendable {
 
     // MARK: Loading tokenizer.model
 
-    /// Parses a serialized ModelProto. Only BPE models are accepted.
+    /// Parses a serialized ModelProto file. Only BPE models are accepted.
     static func load(path: String) throws(FileError) -> SentencePieceModel {
         let file = try MappedFile(path: path)
-        // The bytes must outlive every use of `root` (ARC may release `file` after its last use).
+        // The bytes must outlive every use of them (ARC may release `file` after its last use).
         defer { withExtendedLifetime(file) {} }
-        guard file.count > 0 else { throw FileError(path, "empty file") }
-        var root = ProtoReader(file.bytes, path: path)
+        return try parse(file.bytes, path: path)
+    }
+
+    /// Parses a serialized ModelProto held in `bytes` (not retained); `path` names it in errors.
+    static func parse(_ bytes: UnsafeRawBufferPointer, path: String) throws(FileError) -> SentencePieceModel {
+        guard bytes.count > 0 else { throw FileError(path, "empty file") }
+        var root = ProtoReader(bytes, path: path)
         var pieces: [String] = [], scores: [Float] = [], types: [SentencePieceType] = []
         var modelType: UInt64 = 1  // proto default: UNIGRAM
         var byteFallback = false, treatAsSuffix = false

@@ -73,6 +73,12 @@ public final class Tokenizer: @unchecked Sendable {
         self.init(sentencePiece: try SentencePieceModel.load(path: path), config: TokenizerConfig(), path: path)
     }
 
+    /// Reads a serialized SentencePiece ModelProto from memory (the bytes of a tokenizer.model;
+    /// not retained), as `init(sentencePieceModelPath:)` does after mapping the file.
+    public convenience init(sentencePieceModel bytes: UnsafeRawBufferPointer, path: String) throws {
+        self.init(sentencePiece: try SentencePieceModel.parse(bytes, path: path), config: TokenizerConfig(), path: path)
+    }
+
     /// Builds a SentencePiece BPE tokenizer from a vocabulary in memory (e.g. GGUF
     /// `tokenizer.ggml.tokens/scores/token_type` of a "llama" tokenizer).
     public convenience init(sentencePiece vocabulary: SentencePieceVocabulary, addBOS: Bool = true, addEOS: Bool = false,

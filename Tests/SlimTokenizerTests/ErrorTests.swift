@@ -183,6 +183,19 @@ final class ErrorTests: XCTestCase {
         XCTAssertEqual(t.encode("ab", addSpecialTokens: false), [0, 3])  // unknown dummy-prefix "▁", then "ab"
     }
 
+    /// The in-memory entry point (the fuzz harness's) is the file loader minus the mapping.
+    func testModelBytesLoadLikeTheFile() throws {
+        let path = Goldens.committed("spm-bpe-nfkc-rules.model")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+        let fromFile = try Tokenizer(sentencePieceModelPath: path)
+        let fromBytes = try bytes.withUnsafeBytes { try Tokenizer(sentencePieceModel: $0, path: "memory.model") }
+        let text = "Hello  wörld ﬁne AB① 日本 <sep>"
+        XCTAssertEqual(fromBytes.encode(text), fromFile.encode(text))
+        XCTAssertThrowsError(try Tokenizer(sentencePieceModel: UnsafeRawBufferPointer(start: nil, count: 0), path: "empty.model")) { error in
+            XCTAssertEqual(String(describing: error), "empty.model: empty file")
+        }
+    }
+
     /// Every truncation of a real model and many random byte flips either load or throw.
     func testHostileModelBytesNeverCrash() throws {
         let original = try Array(Data(contentsOf: URL(fileURLWithPath: Goldens.committed("spm-bpe-nfkc-rules.model"))))
