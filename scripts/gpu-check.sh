@@ -147,6 +147,23 @@ ppl_checks() {
     done
 }
 
+# Greedy `generate` on the CPU and on the GPU (backend as for ppl_checks) must print the same
+# continuation; adds to FAILURES.
+generate_checks() {
+    local model cpu gpu args
+    for model in "$@"; do
+        args=(generate --model "$model" --prompt "Once upon a time" --max-tokens 24)
+        cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null || echo "error")
+        gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null || echo "error")
+        if [[ "$cpu" == "$gpu" && "$cpu" != error ]]; then
+            echo "PASS generate $(basename "$model"): GPU continues as the CPU does: ${gpu:0:60}…"
+        else
+            echo "FAIL generate $(basename "$model"): CPU '${cpu}' vs GPU '${gpu}'"
+            FAILURES=$((FAILURES + 1))
+        fi
+    done
+}
+
 if [[ $MODE == emulator ]]; then
     need_swift
     note "build: libslimcuda-emulator.so (CPU emulator), slim-quant, slim-gpu-check (release)"
@@ -170,6 +187,8 @@ if [[ $MODE == emulator ]]; then
     echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
     note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
     ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
+    note "generate: CPU vs emulated GPU (greedy)"
+    generate_checks "$FIX/stories260K" "$FIX/stories260K-slim3"
     note "bench --device cuda on the emulator (runs the path; its speeds mean nothing)"
     $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 >/dev/null ||
         { echo "FAIL bench --device cuda on the emulator"; FAILURES=$((FAILURES + 1)); }
@@ -230,6 +249,8 @@ $BIN/slim-gpu-check --require-gpu "${QUICK[@]}" "${MODEL_ARGS[@]}" || FAILURES=$
 
 note "perplexity: CPU vs GPU (WikiText-2, paper protocol)"
 ppl_checks "${PACKED[@]}"
+note "generate: CPU vs GPU (greedy)"
+generate_checks "${MODELS[@]}"
 
 note "decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
 for bits in 2 3; do

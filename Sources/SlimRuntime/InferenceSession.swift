@@ -122,16 +122,9 @@ public final class InferenceSession {
     public func generate(prompt: [Int], maxNewTokens: Int, sampler: inout Sampler,
                          stopTokens: Set<Int> = [], onToken: (Int) -> Bool = { _ in true }) throws(RuntimeError) -> [Int] {
         guard !prompt.isEmpty else { throw RuntimeError("generate: the prompt is empty") }
-        guard maxNewTokens > 0 else { return [] }
-        var logits = try prefill(prompt, logits: .last)
-        var out: [Int] = []
-        while true {
-            let next = sampler.sample(logits)
-            out.append(next)
-            if stopTokens.contains(next) || !onToken(next) || out.count == maxNewTokens { break }
-            logits = try step(next)
-        }
-        return out
+        return try sampler.generate(maxNewTokens: maxNewTokens, stopTokens: stopTokens, onToken: onToken,
+                                    prefill: { () throws(RuntimeError) in try prefill(prompt, logits: .last) },
+                                    step: { (token) throws(RuntimeError) in try step(token) })
     }
 
     /// One block through every layer, then the selected logits.

@@ -37,6 +37,26 @@ public struct Sampler: Sendable {
         rng = Xoshiro256(seed: seed)
     }
 
+    /// The decode loop shared by every backend: samples from the prompt's last logits
+    /// (`prefill`), then feeds each token back (`step`) until `maxNewTokens` tokens, a token in
+    /// `stopTokens` (included in the result) or `onToken` returning false. The last token is not
+    /// fed back.
+    public mutating func generate<E: Error>(maxNewTokens: Int, stopTokens: Set<Int> = [],
+                                            onToken: (Int) -> Bool = { _ in true },
+                                            prefill: () throws(E) -> [Float],
+                                            step: (Int) throws(E) -> [Float]) throws(E) -> [Int] {
+        guard maxNewTokens > 0 else { return [] }
+        var logits = try prefill()
+        var out: [Int] = []
+        while true {
+            let next = sample(logits)
+            out.append(next)
+            if stopTokens.contains(next) || !onToken(next) || out.count == maxNewTokens { break }
+            logits = try step(next)
+        }
+        return out
+    }
+
     /// The index of the largest logit (first on ties; NaN never wins). -1 for empty input.
     public static func argmax(_ logits: [Float]) -> Int {
         var best = -1

@@ -21,6 +21,8 @@ final class DeviceOptionTests: XCTestCase {
              "invalid value for '--weights': 'fp16' (expected one of: native, fp32)"),
             (["bench", "--model", "m", "--device", "cuda", "--weights", "fp32"], "'--weights' applies only with '--device cpu'"),
             (["generate", "--model", "m", "--prompt", "x", "--weights", "half"], "invalid value for '--weights'"),
+            (["generate", "--model", "m", "--prompt", "x", "--cuda-lib", "/x.so"], "'--cuda-lib' applies only with '--device cuda'"),
+            (["generate", "--model", "m", "--prompt", "x", "--device", "cuda", "--weights", "fp32"], "'--weights' applies only"),
         ]
         for (args, expected) in cases {
             let r = runCLI(args)
@@ -48,6 +50,12 @@ final class DeviceOptionTests: XCTestCase {
         XCTAssertTrue(ppl.err.hasSuffix("error: CUDA backend not found (--cuda-lib: /nonexistent/libslimcuda.so missing); "
                       + "build it with scripts/build-cuda.sh, or pass --cuda-lib / set SLIM_CUDA_LIB\n"), ppl.err)
         XCTAssertEqual(ppl.out, "")
+        let gen = runCLI(["generate", "--model", model, "--prompt", "Once", "--max-tokens", "4", "--device", "cuda",
+                          "--cuda-lib", "/nonexistent/libslimcuda.so"])
+        XCTAssertEqual(gen.code, .failure, gen.err)
+        XCTAssertEqual(gen.err, "error: CUDA backend not found (--cuda-lib: /nonexistent/libslimcuda.so missing); "
+                       + "build it with scripts/build-cuda.sh, or pass --cuda-lib / set SLIM_CUDA_LIB\n")
+        XCTAssertEqual(gen.out, "", "nothing printed before the device is open")
         // The CPU path of the same command is unchanged.
         let cpu = runCLI(["eval-ppl", "--model", model, "--dataset", text, "--ctx", "32", "--max-windows", "2"])
         XCTAssertEqual(cpu.code, .success, cpu.err)

@@ -1,5 +1,6 @@
 import Foundation
 import SlimIO
+import SlimCUDA
 import SlimKernels
 import SlimModel
 import SlimRuntime
@@ -16,10 +17,13 @@ struct GenerateCommand: SlimCommand {
             it), prefilled in one batch, and continued with the KV cache until --max-tokens or an
             end-of-sequence token. Greedy decoding unless --temperature > 0; sampling is seeded and
             reproducible (--seed). Timing goes to stderr.
+            --device cuda runs the resident GPU model (scripts/build-cuda.sh); sampling stays on the
+            CPU, so the same --seed gives the same text on both devices up to logit rounding.
             """,
         examples: [
             "slim-quant generate --model ../shared/models/stories260K --prompt 'Once upon a time'",
             "slim-quant generate --model smollm2 --prompt 'The capital of France is' --max-tokens 32 --temperature 0.7 --seed 1",
+            "slim-quant generate --model smollm2-slim-w2 --prompt 'Once upon a time' --device cuda",
         ],
         options: [
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
@@ -33,7 +37,7 @@ struct GenerateCommand: SlimCommand {
             CPUWeights.option,
             .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
-        ])
+        ] + DeviceSelection.options)
 
     let model: String
     let prompt: String
@@ -44,6 +48,7 @@ struct GenerateCommand: SlimCommand {
     let seed: Int
     let threads: Int
     let weights: CPUWeights
+    let device: DeviceSelection
     let ignoreEOS: Bool
     let preferJSON: Bool
 
@@ -56,7 +61,8 @@ struct GenerateCommand: SlimCommand {
         topP = args.isSet("top-p") ? try args.double("top-p", default: 1, in: 0...1) : nil
         seed = try args.int("seed", default: 0, in: 0...Int.max)
         threads = try args.int("threads", default: Kernels.defaultThreads, in: 1...4096)
-        weights = try CPUWeights(args)
+        device = try DeviceSelection(args)
+        weights = try CPUWeights(args, device: device.device)
         ignoreEOS = args.has("ignore-eos")
         preferJSON = args.has("prefer-json")
     }
@@ -72,8 +78,19 @@ struct GenerateCommand: SlimCommand {
         let tokenizer = try loaded.tokenizer(preferJSON: preferJSON)
         let promptIDs = tokenizer.encode(prompt, addSpecialTokens: true)
         guard !promptIDs.isEmpty else { throw UsageError("the prompt tokenizes to nothing; give some text") }
-        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads)
-        let session = try InferenceSession(model: runtime, capacity: promptIDs.count + maxTokens)
+        let capacity = promptIDs.count + maxTokens
+        let prefill: () throws -> [Float], step: (Int) throws -> [Float]
+        if device.device == .cuda {
+            let context = try device.openContext(console: console)
+            let gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: min(promptIDs.count, 512))
+            prefill = { try gpu.forward(promptIDs, logits: .last) }
+            step = { try gpu.forward([$0], logits: .last) }
+        } else {
+            let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads)
+            let session = try InferenceSession(model: runtime, capacity: capacity)
+            prefill = { try session.prefill(promptIDs, logits: .last) }
+            step = { try session.step($0) }
+        }
         var sampler = try Sampler(temperature: Float(temperature), topK: topK, topP: topP.map(Float.init), seed: UInt64(seed))
         var stops = Set(loaded.config.eosTokenID)
         if let eos = tokenizer.eosTokenID { stops.insert(eos) }
@@ -87,7 +104,7 @@ struct GenerateCommand: SlimCommand {
         console.write(prompt)
         let start = DispatchTime.now().uptimeNanoseconds
         var firstTokenAt: UInt64 = 0
-        let out = try session.generate(prompt: promptIDs, maxNewTokens: maxTokens, sampler: &sampler, stopTokens: stops) { id in
+        let out = try sampler.generate(maxNewTokens: maxTokens, stopTokens: stops, onToken: { id in
             if firstTokenAt == 0 { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
             generated.append(id)
             let text = String(tokenizer.decode(promptIDs + generated, skipSpecialTokens: true).unicodeScalars.dropFirst(promptText.unicodeScalars.count))
@@ -97,7 +114,7 @@ struct GenerateCommand: SlimCommand {
                 printed = text.unicodeScalars.count
             }
             return true
-        }
+        }, prefill: prefill, step: step)
         console.print()
         let end = DispatchTime.now().uptimeNanoseconds
         let prefillSeconds = Double(firstTokenAt - start) / 1e9
