@@ -109,6 +109,24 @@ public func floatArray(_ view: TensorView) throws -> [Float] {
     }
 }
 
+/// The elements of a floating-point tensor re-encoded as little-endian `dtype` (F32, F16, BF16 or
+/// F64), rounding to nearest even.
+/// - Throws: `TensorConversionError` as `floatArray`, for a non-float `dtype`, and when a finite
+///   value is not finite in `dtype` (F16 above 65504 in magnitude: nothing is silently made
+///   infinite; BF16 covers Float's range).
+public func encodedBytes(_ view: TensorView, as dtype: DType) throws -> [UInt8] {
+    guard dtype.isFloatingPoint else {
+        throw TensorConversionError(tensor: view.name, message: "cannot encode as \(dtype.rawValue), not a floating-point type")
+    }
+    let floats = try floatArray(view)
+    var out = [UInt8](repeating: 0, count: floats.count * dtype.byteSize)
+    floats.withUnsafeBufferPointer { f in out.withUnsafeMutableBytes { encodeFloats(f, as: dtype, into: $0) } }
+    if dtype == .f16, let i = floats.indices.first(where: { floats[$0].isFinite && !F16.decode(F16.encode(floats[$0])).isFinite }) {
+        throw TensorConversionError(tensor: view.name, message: "element \(i) = \(floats[i]) is outside the F16 range (±65504)")
+    }
+    return out
+}
+
 /// Encodes `floats` as little-endian `dtype` elements into `out` (`floats.count * byteSize`
 /// bytes). `dtype` must be F32, F16, BF16 or F64.
 func encodeFloats(_ floats: UnsafeBufferPointer<Float>, as dtype: DType, into out: UnsafeMutableRawBufferPointer) {

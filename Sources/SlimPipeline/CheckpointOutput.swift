@@ -58,10 +58,10 @@ enum CheckpointOutput {
     ///     fake-quantized linear weights (named as in the model).
     ///   - quantizationConfig: the `quantization_config` block for config.json.
     static func write(model: LoadedModel, to output: String, layerFiles: [String], allocation: AllocationFile,
-                      format: OutputFormat, quantizationConfig: JSONObject) throws {
+                      format: OutputFormat, unquantizedDType: DType? = nil, quantizationConfig: JSONObject) throws {
         try StagedDirectory.write(to: output) { staging in
             try writeWeights(model: model, layerFiles: layerFiles, format: format, allocation: allocation,
-                             to: staging.file("model.safetensors"))
+                             unquantizedDType: unquantizedDType, to: staging.file("model.safetensors"))
             try writeTokenizer(model: model, into: staging.path)
             try allocation.write(to: staging.file("allocation.json"))
             var config = try sourceConfig(model)
@@ -72,9 +72,9 @@ enum CheckpointOutput {
 
     /// model.safetensors: every source tensor in source order of names, each linear weight
     /// replaced by its quantized tensors from `layerFiles` (the packed set, or one F16
-    /// fake-quantized weight).
+    /// fake-quantized weight); the other floating-point tensors as `unquantizedDType` when given.
     static func writeWeights(model: LoadedModel, layerFiles: [String], format: OutputFormat, allocation: AllocationFile,
-                             to path: String) throws {
+                             unquantizedDType: DType? = nil, to path: String) throws {
         let source = model.weights
         var quantized: [String: [TensorView]] = [:]
         for (l, layerPath) in layerFiles.enumerated() {
@@ -109,6 +109,17 @@ enum CheckpointOutput {
                 continue
             }
             guard let info = source.tensorInfo(name) else { throw FileError(model.path, "tensor \(name) disappeared") }
+            if let target = unquantizedDType, info.dtype.isFloatingPoint, info.dtype != target {
+                tensors.append(StreamedTensor(name: name, dtype: target, shape: info.shape) { emit in
+                    guard let view = source.tensor(name) else { throw FileError(model.path, "tensor \(name) disappeared") }
+                    let bytes: [UInt8]
+                    do { bytes = try encodedBytes(view, as: target) } catch {
+                        throw FileError(model.path, "\(error)" + (target == .f16 ? "; use --unquantized-dtype bf16 or source" : ""))
+                    }
+                    try bytes.withUnsafeBytes { try emit($0) }
+                })
+                continue
+            }
             tensors.append(StreamedTensor(name: name, dtype: info.dtype, shape: info.shape) { emit in
                 // Fetched only now: an imported GGUF decodes each tensor on access.
                 guard let view = source.tensor(name) else { throw FileError(model.path, "tensor \(name) disappeared") }

@@ -47,6 +47,9 @@ public struct PipelineConfiguration: Sendable {
     public var activationStorage: ActivationStorage
     /// Packed (default) or fake-quantized F16 weights.
     public var outputFormat: OutputFormat = .packed
+    /// Element type of the floating-point tensors that are not quantized (embedding, classifier,
+    /// norms) in the output; nil keeps each as stored in the source.
+    public var unquantizedDType: DType? = nil
     /// Worker threads (results never depend on it).
     public var threads: Int
     /// Continue a matching interrupted run found in the work directory (false: start over).

@@ -131,7 +131,7 @@ public final class QuantizationPipeline {
         observer(.writingOutput(path: c.outputPath))
         try CheckpointOutput.write(model: model, to: c.outputPath,
                                    layerFiles: (0..<layers).map { work.file(WorkDirectory.layerFileName($0)) },
-                                   allocation: allocation, format: c.outputFormat,
+                                   allocation: allocation, format: c.outputFormat, unquantizedDType: c.unquantizedDType,
                                    quantizationConfig: quantizationConfig(allocation: allocation, calibration: calibration))
         try work.remove()
         return PipelineSummary(outputPath: c.outputPath, allocation: allocation, modules: work.state.modules,

@@ -143,6 +143,26 @@ final class QuantizeCommandTests: XCTestCase {
         XCTAssertTrue(ternary.err.contains("--format fake-quant"), ternary.err)
     }
 
+    /// --unquantized-dtype converts the embedding, classifier and norms (not the packed tensors);
+    /// an F16 checkpoint evaluates within F16 rounding of the F32 one.
+    func testUnquantizedTensorsCanBeStoredAs16Bit() throws {
+        let base = quantize("rtn", bits: 4, out: dir + "/rtn4")
+        XCTAssertEqual(base.code, .success, base.err)
+        for dtype in ["f16", "bf16"] {
+            let r = quantize("rtn", bits: 4, out: dir + "/rtn4-" + dtype, ["--unquantized-dtype", dtype])
+            XCTAssertEqual(r.code, .success, r.err)
+            let loaded = try LoadedModel(path: dir + "/rtn4-" + dtype)
+            for name in ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight", "model.layers.0.input_layernorm.weight"] {
+                XCTAssertEqual(loaded.weights.tensorInfo(name)?.dtype.rawValue, dtype.uppercased(), name)
+            }
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.scales")?.dtype, .f16)
+            XCTAssertEqual(loaded.weights.tensorInfo("model.layers.0.mlp.down_proj.qweight")?.dtype, .u8)
+        }
+        let p32 = try perplexity(dir + "/rtn4"), p16 = try perplexity(dir + "/rtn4-f16")
+        XCTAssertEqual(p16, p32, accuracy: 2e-3 * p32)
+        XCTAssertEqual(quantize("rtn", bits: 4, out: dir + "/x", ["--unquantized-dtype", "f8"]).code, .usage)
+    }
+
     // MARK: Resume
 
     func testInterruptedRunResumesToTheSameBytes() throws {

@@ -190,6 +190,28 @@ final class SafetensorsRoundTripTests: XCTestCase {
         }
     }
 
+    func testEncodedBytesRoundsAndRefusesF16Overflow() throws {
+        let values: [Float] = [1, -2.5, 1e-8, 65504, .infinity]
+        let raw = values.flatMap { v in withUnsafeBytes(of: v.bitPattern.littleEndian) { Array($0) } }
+        try raw.withUnsafeBytes { b in
+            let view = TensorView(name: "w", dtype: .f32, shape: [5], bytes: b)
+            let half = try encodedBytes(view, as: .f16)
+            let decoded = try half.withUnsafeBytes { try floatArray(TensorView(name: "h", dtype: .f16, shape: [5], bytes: $0)) }
+            XCTAssertEqual(decoded, values.map { F16.decode(F16.encode($0)) }, "round to nearest; ±inf stays")
+            XCTAssertEqual(try encodedBytes(view, as: .bf16).count, 10)
+            XCTAssertEqual(try encodedBytes(view, as: .f32), raw)
+            XCTAssertThrowsError(try encodedBytes(view, as: .i32))
+        }
+        let big = withUnsafeBytes(of: Float(70000).bitPattern.littleEndian) { Array($0) }
+        try big.withUnsafeBytes { b in
+            let view = TensorView(name: "norm", dtype: .f32, shape: [1], bytes: b)
+            XCTAssertThrowsError(try encodedBytes(view, as: .f16)) { error in
+                XCTAssertEqual("\(error)", "tensor \"norm\": element 0 = 70000.0 is outside the F16 range (±65504)")
+            }
+            XCTAssertEqual(try encodedBytes(view, as: .bf16).count, 2, "BF16 has Float's range")
+        }
+    }
+
     func testUnalignedViewsConvert() throws {
         // A header of odd length (no padding, as some writers produce) leaves F32/F64 data
         // misaligned in the map; conversions must still read it correctly.

@@ -21,7 +21,7 @@ struct QuantizeCommand: SlimCommand {
             The output directory holds config.json (with a quantization_config block), the tokenizer
             files, allocation.json (bits of every group) and model.safetensors in the slim-packed format
             (docs/FORMAT.md: codes at each group's bit width, 1-bit groups as sign bits, fp16 scales;
-            other tensors as stored): eval-ppl, generate, bench and inspect run it directly, and
+            other tensors as stored, or as --unquantized-dtype f16|bf16|f32): eval-ppl, generate, bench and inspect run it directly, and
             convert --dequantize expands it to fp16. --format fake-quant writes the dequantized
             weights as F16 instead.
             After each layer the state is saved in the work directory (default <out>.work); rerunning the
@@ -54,6 +54,8 @@ struct QuantizeCommand: SlimCommand {
             .option("reference-compat", value: "<flags>", help: "Reference quirks: comma list or all (default: none)."),
             .option("activations", value: "<f32|f16>", help: "Storage of the calibration activations.", default: "f32"),
             .option("format", value: "<packed|fake-quant>", help: "Weights as slim-packed or as dequantized F16.", default: "packed"),
+            .option("unquantized-dtype", value: "<source|f16|bf16|f32>",
+                    help: "Element type of the tensors left unquantized (embedding, classifier, norms).", default: "source"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .option("work-dir", value: "<dir>", help: "Resume state directory (default: <out>.work)."),
             .flag("no-resume", help: "Discard the state of an interrupted run and start over."),
@@ -103,6 +105,7 @@ struct QuantizeCommand: SlimCommand {
             allocationPath: args.string("allocation"), compat: compat, activationStorage: storage, threads: threads,
             workDirectory: args.string("work-dir"), resume: !args.has("no-resume"), toolVersion: SlimQuantCommand.version)
         config.outputFormat = try args.choice("format", default: OutputFormat.packed)
+        config.unquantizedDType = try args.choice("unquantized-dtype", default: UnquantizedDType.source).dtype
         config.stopAfterLayer = Self.testStopAfterLayer
         pipeline = config
         json = args.has("json")
@@ -223,4 +226,19 @@ func withInterruptHandler<T>(_ flag: InterruptFlag, log: @escaping (String) -> V
         signal(SIGINT, SIG_DFL)
     }
     return try body()
+}
+
+/// `--unquantized-dtype`: keep the source's element types, or convert every unquantized
+/// floating-point tensor (GPTQ-style checkpoints keep them in F16).
+enum UnquantizedDType: String, CaseIterable {
+    case source, f16, bf16, f32
+
+    var dtype: DType? {
+        switch self {
+        case .source: return nil
+        case .f16: return .f16
+        case .bf16: return .bf16
+        case .f32: return .f32
+        }
+    }
 }
