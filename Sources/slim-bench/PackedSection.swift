@@ -35,7 +35,7 @@ struct PackedSection {
             }
             let weights: LlamaWeights
             do {
-                weights = try LlamaWeights(model: try LoadedModel(path: path))
+                weights = try LlamaWeights(model: try LoadedModel(path: path), storage: .native)  // as the CLI runs it
             } catch {
                 print("note: cannot load \(path): \(error)")
                 continue
@@ -45,7 +45,7 @@ struct PackedSection {
             let rate = Double(decoder.decodeSteps) / decoder.decodeSeconds(model)
             if fpRate == nil { fpRate = rate }
             let roof = bandwidth / Double(resident)
-            let label = (path as NSString).lastPathComponent + (weights.config.packing.map { " (\($0.bits ?? 0)-bit)" } ?? " (fp32)")
+            let label = (path as NSString).lastPathComponent + (weights.config.packing.map { " (\($0.bits ?? 0)-bit)" } ?? " (dense)")
             print(pad(label, 34) + pad(String(format: "%.1f", Double(resident) / 1e6), 10) + pad(String(format: "%.1f", rate), 9)
                   + pad(String(format: "%.1f", roof), 10) + pad(String(format: "%.2f×", rate / roof), 9)
                   + pad(String(format: "%.2f×", rate / (fpRate ?? rate)), 9)
@@ -64,6 +64,9 @@ struct PackedSection {
             } else if let dense = op as? DenseLinear {
                 resident += dense.weight.count * 4
                 compact += dense.weight.count * 4
+            } else if let half = op as? HalfLinear {
+                resident += half.weight.count * 2
+                compact += half.weight.count * 2
             }
         }
         for layer in w.layers { for kind in LinearKind.allCases { add(layer[kind]) } }
