@@ -153,8 +153,6 @@ public final class HalfLinear: LinearOperator {
         let n = outFeatures, k = inFeatures
         Kernels.gemmNT(m: rows, n: n, k: k, a: x, lda: k, b: weight.bytes, bFormat: weight.format, ldb: k,
                        c: out, ldc: n, threads: threads)
-        if let bias {
-            for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * n, count: n) }
-        }
+        addBias(bias, rows: rows, out: out, width: n)
     }
 }

@@ -46,12 +46,15 @@ public final class DenseLinear: LinearOperator {
         let n = outFeatures, k = inFeatures
         Kernels.sgemmNT(m: rows, n: n, k: k, a: x, lda: k, b: weight.pointer, ldb: k,
                         c: out, ldc: n, threads: threads)
-        if let bias {
-            // HF adds the bias after the product (F.linear's addmm adds it first; both are one
-            // rounding of the same sum up to ordering, far below the parity tolerance).
-            for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * n, count: n) }
-        }
+        addBias(bias, rows: rows, out: out, width: n)
     }
+}
+
+/// out[r] += bias for every row. HF adds the bias after the product (F.linear's addmm adds it
+/// first; both are one rounding of the same sum up to ordering, far below the parity tolerance).
+func addBias(_ bias: FloatTensor?, rows: Int, out: UnsafeMutablePointer<Float>, width: Int) {
+    guard let bias else { return }
+    for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * width, count: width) }
 }
 
 // MARK: - Packed low-bit
@@ -77,8 +80,6 @@ public final class PackedLinearOperator: LinearOperator {
     public func apply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
         guard rows > 0 else { return }
         matrix.gemm(x: x, tokens: rows, out: out, threads: threads)
-        if let bias {
-            for r in 0..<rows { Kernels.add(bias.pointer, into: out + r * outFeatures, count: outFeatures) }
-        }
+        addBias(bias, rows: rows, out: out, width: outFeatures)
     }
 }

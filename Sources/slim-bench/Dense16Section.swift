@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import SlimKernels
 
@@ -43,19 +42,5 @@ struct Dense16Section {
         print()
     }
 
-    /// Best seconds per call over enough calls to take ~50 ms per round.
-    private func time(_ body: () -> Void) -> Double {
-        body()
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        let once = max(1e-7, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        let calls = max(1, Int(0.05 / once))
-        var best = Double.infinity
-        for _ in 0..<(quick ? 3 : 5) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<calls { body() }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(calls))
-        }
-        return best
-    }
+    private func time(_ body: () -> Void) -> Double { bestSecondsPerCall(quick: quick, body) }
 }

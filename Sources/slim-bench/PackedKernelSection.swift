@@ -45,21 +45,7 @@ struct PackedKernelSection {
         print()
     }
 
-    /// Best seconds per call over enough calls to take ~50 ms per round, 5 rounds.
-    private func time(_ body: () -> Void) -> Double {
-        body()
-        let start = DispatchTime.now().uptimeNanoseconds
-        body()
-        let once = max(1e-7, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        let calls = max(1, Int(0.05 / once))
-        var best = Double.infinity
-        for _ in 0..<(quick ? 3 : 5) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<calls { body() }
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(calls))
-        }
-        return best
-    }
+    private func time(_ body: () -> Void) -> Double { bestSecondsPerCall(quick: quick, body) }
 
     /// A packed matrix with a quarter of the groups at N−1, a quarter at N+1 (mean N).
     static func randomMatrix(rows: Int, columns: Int, bits n: Int, seed: UInt64) -> PackedMatrix {
@@ -90,4 +76,21 @@ struct PackedKernelSection {
             preconditionFailure("random packed matrix: \(error)")
         }
     }
+}
+
+/// Best seconds per call of `body` over enough calls to take ~50 ms per round, 5 rounds (3 when
+/// `quick`), after one warm-up call. Shared by the per-call kernel sections.
+func bestSecondsPerCall(quick: Bool, _ body: () -> Void) -> Double {
+    body()
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    let once = max(1e-7, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    let calls = max(1, Int(0.05 / once))
+    var best = Double.infinity
+    for _ in 0..<(quick ? 3 : 5) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<calls { body() }
+        best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 / Double(calls))
+    }
+    return best
 }
