@@ -25,37 +25,44 @@ extension PackedMatrix {
         unsafeBitCast(((v &>> shift) & mask) | magicBits, to: SIMD8<Float>.self) - magic
     }
 
-    /// q · x over one group: `n` word sets of `fields` fields of width `p` at `w`, x padded.
+    /// q · x over one group as eight lane sums (the caller scales them by the group's a and
+    /// reduces once per row): `n` word sets of `fields` fields of width `p` at `w`, x padded.
+    /// Four accumulators, so four independent FMA chains hide the FMA latency.
     @inline(__always)
     static func groupDot(_ w: UnsafePointer<UInt32>, sets n: Int, fields: Int, p: Int,
-                         x: UnsafePointer<Float>) -> Float {
+                         x: UnsafePointer<Float>) -> SIMD8<Float> {
         let wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x)
         let mask = SIMD8<UInt32>(repeating: UInt32((1 << p) - 1))
-        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+        var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>(), acc2 = SIMD8<Float>(), acc3 = SIMD8<Float>()
         var xo = 0
         for k in 0..<n {
             let v = wr.loadUnaligned(fromByteOffset: k &* 32, as: SIMD8<UInt32>.self)
             var f = 0
-            while f + 1 < fields {
+            while f + 3 < fields {
                 let x0 = xr.loadUnaligned(fromByteOffset: xo &* 4, as: SIMD8<Float>.self)
                 let x1 = xr.loadUnaligned(fromByteOffset: (xo &+ 8) &* 4, as: SIMD8<Float>.self)
+                let x2 = xr.loadUnaligned(fromByteOffset: (xo &+ 16) &* 4, as: SIMD8<Float>.self)
+                let x3 = xr.loadUnaligned(fromByteOffset: (xo &+ 24) &* 4, as: SIMD8<Float>.self)
                 acc0 = acc0.addingProduct(field(v, shift: UInt32(p &* f), mask: mask), x0)
                 acc1 = acc1.addingProduct(field(v, shift: UInt32(p &* (f &+ 1)), mask: mask), x1)
-                f &+= 2
-                xo &+= 16
+                acc2 = acc2.addingProduct(field(v, shift: UInt32(p &* (f &+ 2)), mask: mask), x2)
+                acc3 = acc3.addingProduct(field(v, shift: UInt32(p &* (f &+ 3)), mask: mask), x3)
+                f &+= 4
+                xo &+= 32
             }
-            if f < fields {
+            while f < fields {
                 let x0 = xr.loadUnaligned(fromByteOffset: xo &* 4, as: SIMD8<Float>.self)
                 acc0 = acc0.addingProduct(field(v, shift: UInt32(p &* f), mask: mask), x0)
+                f &+= 1
                 xo &+= 8
             }
         }
-        return (acc0 + acc1).sum()
+        return (acc0 + acc1) + (acc2 + acc3)
     }
 
     /// Specialised on the field width so that shifts and masks are constants.
     @inline(__always)
-    func dot(row r: Int, group g: Int, x: UnsafePointer<Float>) -> Float {
+    func dot(row r: Int, group g: Int, x: UnsafePointer<Float>) -> SIMD8<Float> {
         let w = UnsafePointer(words + (r &* rowWords &+ wordOffset[g]))
         let xg = x + paddedOffset[g]
         switch fieldBits[g] {
@@ -88,11 +95,16 @@ extension PackedMatrix {
             let ranges = Kernels.splitRange(rows, parts: workers > 1 ? 4 * workers : 1, granule: 4)
             Kernels.parallelItems(workers: workers, items: ranges.count) { _, item in
                 for r in ranges[item] {
-                    var acc: Float = 0
+                    // Σ_g a·(q·x) stays in eight lanes until the row is done (one reduction per
+                    // row, not per group); Σ_g o·Σx is scalar.
+                    var lanes = SIMD8<Float>()
+                    var offsets: Float = 0
                     for g in 0..<k {
-                        let d = self.dot(row: r, group: g, x: args.x)
-                        acc += self.a[r &* k &+ g] * d + self.o[r &* k &+ g] * args.sums[g]
+                        lanes = lanes.addingProduct(self.dot(row: r, group: g, x: args.x),
+                                                    SIMD8<Float>(repeating: self.a[r &* k &+ g]))
+                        offsets = offsets.addingProduct(self.o[r &* k &+ g], args.sums[g])
                     }
+                    let acc = lanes.sum() + offsets
                     args.y[r] = accumulate ? args.y[r] + acc : acc
                 }
             }
