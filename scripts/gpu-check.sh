@@ -71,7 +71,9 @@ build_binaries() {
     swift build -c release --product slim-gpu-check
 }
 
-# Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2.
+# Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2
+# (slim3 with BF16 embedding, classifier and norms), and stories260K-f16 (every weight F16,
+# converted from the shared GGUF): 16-bit dense weights and norms go through the model checks.
 # They are stamped with the quantizer binary's checksum, so fresh_fixtures remakes them whenever
 # slim-quant changes (the checks must never run on checkpoints written by older packing code).
 prepare_fixtures() {
@@ -85,10 +87,15 @@ prepare_fixtures() {
     cp -r "$SHARED/data/wikitext-2-raw" "$dir/data/" && chmod -R u+w "$dir/data"
     for bits in 2 3; do
         rm -rf "$dir/stories260K-slim$bits"
+        local dtype=source
+        [[ $bits == 3 ]] && dtype=bf16
         "$quantizer" quantize --model "$dir/stories260K" --bits $bits --method slim --group-size 32 \
-            --samples 16 --seq-len 256 --data-dir "$dir/data" --out "$dir/stories260K-slim$bits" \
+            --samples 16 --seq-len 256 --data-dir "$dir/data" --out "$dir/stories260K-slim$bits" --unquantized-dtype $dtype \
             >"$dir/quantize-slim$bits.log" 2>&1 || { cat "$dir/quantize-slim$bits.log" >&2; exit 1; }
     done
+    rm -rf "$dir/stories260K-f16"
+    "$quantizer" convert --from "$SHARED/models/stories260K-gguf/stories260K-f32.gguf" --out "$dir/stories260K-f16" \
+        --dtype f16 >"$dir/convert-f16.log" 2>&1 || { cat "$dir/convert-f16.log" >&2; exit 1; }
     rm -rf "$dir/smollm2-rtn4"  # made on demand below, by the same quantizer
     stamp "$quantizer" >"$dir/.made-by"
 }
@@ -176,7 +183,8 @@ if [[ $MODE == emulator ]]; then
     fresh_fixtures "$FIX" "$BIN/slim-quant"
     note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
     $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
-        --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" ||
+        --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" \
+        --model "$FIX/stories260K-f16" ||
         FAILURES=$((FAILURES + 1))
     note "the same kernels with the ready fibers run in reverse order (a race changes results)"
     if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
@@ -188,7 +196,7 @@ if [[ $MODE == emulator ]]; then
     note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
     ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
     note "generate: CPU vs emulated GPU (greedy)"
-    generate_checks "$FIX/stories260K" "$FIX/stories260K-slim3"
+    generate_checks "$FIX/stories260K" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
     note "bench --device cuda on the emulator (runs the path; its speeds mean nothing)"
     $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 >/dev/null ||
         { echo "FAIL bench --device cuda on the emulator"; FAILURES=$((FAILURES + 1)); }
@@ -227,7 +235,7 @@ fi
 nvidia-smi -L 2>/dev/null || true
 
 fresh_fixtures "$FIX" "$BIN/slim-quant"
-MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3")
+MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
 if [[ -f "$SMOL/model.safetensors" ]]; then

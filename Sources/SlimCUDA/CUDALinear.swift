@@ -1,4 +1,4 @@
-// Linear layers resident on the GPU: packed (GPU layout) or dense fp16/fp32.
+// Linear layers resident on the GPU: packed (GPU layout) or dense fp16/bf16/fp32.
 
 import CSlimCUDA
 import SlimKernels
@@ -7,13 +7,18 @@ import SlimKernels
 public enum CUDAWeightType: Int32, Sendable {
     case f32 = 0
     case f16 = 1
+    case bf16 = 2
+
+    /// Bytes per element.
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
 }
 
-/// Dense weights in the cheapest exact device form: fp16 when every value is an fp16 number
-/// (F16 checkpoints, and F32/BF16 ones whose values happen to fit), else fp32.
+/// Dense weights in the cheapest exact device form: F16 and BF16 as stored, F32 as fp16 when
+/// every value is an fp16 number, else fp32.
 public enum CUDADenseWeights {
     case f32([Float])
     case f16([UInt16])
+    case bf16([UInt16])
 
     /// Picks fp16 only when the conversion loses nothing, so GPU and CPU use the same weights.
     public init(exactly values: [Float]) {
@@ -38,20 +43,21 @@ public enum CUDADenseWeights {
         switch self {
         case .f32: return .f32
         case .f16: return .f16
+        case .bf16: return .bf16
         }
     }
 
     var count: Int {
         switch self {
         case .f32(let v): return v.count
-        case .f16(let v): return v.count
+        case .f16(let v), .bf16(let v): return v.count
         }
     }
 
     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch self {
         case .f32(let v): return try v.withUnsafeBytes(body)
-        case .f16(let v): return try v.withUnsafeBytes(body)
+        case .f16(let v), .bf16(let v): return try v.withUnsafeBytes(body)
         }
     }
 }

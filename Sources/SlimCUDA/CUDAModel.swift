@@ -60,7 +60,7 @@ public final class CUDAModel: @unchecked Sendable {
             context.library.api.model_set_embedding(handle, weights.type.rawValue, raw.baseAddress, tied ? 1 : 0)
         }
         try context.check(status, "upload of the embedding")
-        weightBytes += weights.count * (weights.type == .f16 ? 2 : 4)
+        weightBytes += weights.count * weights.type.byteSize
     }
 
     /// `layer` −1 is the final norm; `which` 0 = input_layernorm, 1 = post_attention_layernorm.
@@ -166,19 +166,21 @@ extension CUDAModel {
             return v
         }
         func floats(_ name: String) throws -> [Float] {
-            Array(try FloatTensor(try view(name), source: source, path: path).buffer)
+            // Not Array(FloatTensor(…).buffer): the temporary tensor may be freed before the copy,
+            // which for a converted (F16/BF16) tensor reads freed memory.
+            do { return try floatArray(try view(name)) } catch let e as TensorConversionError { throw FileError(path, "\(e)") }
         }
         func dense(_ name: String) throws -> CUDADenseWeights {
             let v = try view(name)
-            if v.dtype == .f16 {  // exact as stored: upload the halves themselves
-                return .f16(v.withBytes { raw in
-                    [UInt16](unsafeUninitializedCapacity: raw.count / 2) { out, n in
-                        UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count / 2 * 2)]))
-                        n = raw.count / 2
-                    }
-                })
+            guard v.dtype == .f16 || v.dtype == .bf16 else { return CUDADenseWeights(exactly: try floats(name)) }
+            // Exact as stored: upload the 16-bit values themselves.
+            let halves = v.withBytes { raw in
+                [UInt16](unsafeUninitializedCapacity: raw.count / 2) { out, n in
+                    UnsafeMutableRawBufferPointer(out).copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[0..<(raw.count / 2 * 2)]))
+                    n = raw.count / 2
+                }
             }
-            return CUDADenseWeights(exactly: try floats(name))
+            return v.dtype == .f16 ? .f16(halves) : .bf16(halves)
         }
 
         try setEmbedding(try dense(TensorLayout.embedTokens), tied: config.tieWordEmbeddings)

@@ -123,19 +123,24 @@ struct LinearChecks {
     func denseChecks() {
         var seed: UInt64 = 500
         for (rows, columns) in [(37, 172), (300, 576), (1000, 4096), (33, 64)] {
-            for half in [false, true] {
+            for type in [CUDAWeightType.f32, .f16, .bf16] {
                 for tokens in [1, 3, 9, 20] {
                     seed += 1
-                    let label = "dense \(half ? "f16" : "f32") \(rows)x\(columns) T\(tokens)"
+                    let label = "dense \(type) \(rows)x\(columns) T\(tokens)"
                     report.run(label) {
                         var rng = Random(seed: seed)
                         var w = rng.values(rows * columns, scale: 0.1)
                         let weights: CUDADenseWeights
-                        if half {
+                        switch type {
+                        case .f16:
                             let halves = w.map { Kernels.Reference.f32ToF16($0) }
                             w = halves.map { Kernels.Reference.f16ToF32($0) }
                             weights = .f16(halves)
-                        } else {
+                        case .bf16:
+                            let halves = w.map { Kernels.Reference.f32ToBF16($0) }
+                            w = halves.map { Kernels.Reference.bf16ToF32($0) }
+                            weights = .bf16(halves)
+                        case .f32:
                             weights = .f32(w)
                         }
                         let bias = tokens == 3 ? rng.values(rows) : nil

@@ -24,6 +24,22 @@
 
 namespace slim {
 
+// MARK: - Element types
+
+// bfloat16 as stored (the upper half of a binary32); widened by a shift, so no cuda_bf16.h.
+struct bf16_t {
+    uint16_t bits;
+};
+
+__host__ __device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(bf16_t v) { return __uint_as_float((uint32_t)v.bits << 16); }
+
+// Bytes per element of a SLIM_CUDA_* dtype, 0 for an unknown one.
+inline size_t dtype_bytes(int32_t dtype) {
+    return dtype == SLIM_CUDA_F32 ? 4 : (dtype == SLIM_CUDA_F16 || dtype == SLIM_CUDA_BF16) ? 2 : 0;
+}
+
 // MARK: - Errors
 
 // Stores a one-line message for last_error() (thread-local). printf-style.

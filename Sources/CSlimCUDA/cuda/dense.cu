@@ -1,4 +1,4 @@
-// Dense linears (fp16 or fp32 weights [rows × cols], fp32 activations and accumulation): the
+// Dense linears (fp16, bf16 or fp32 weights [rows × cols], fp32 activations and accumulation): the
 // classifier, and every linear of an unquantized checkpoint. One warp per output row and a
 // chunk of up to 8 tokens: lanes stride over the columns with 16-byte loads when rows are
 // 16-byte aligned, then a shuffle tree sums the lanes.
@@ -24,6 +24,22 @@ struct WeightVector<__half> {
         }
     }
     __device__ __forceinline__ static float scalar(const __half *p) { return __half2float(*p); }
+};
+
+// 8 bf16 weights per 16-byte load: each 32-bit word holds two, widened by shift and mask.
+template <>
+struct WeightVector<bf16_t> {
+    static constexpr int width = 8;
+    __device__ __forceinline__ static void load(const bf16_t *p, float (&w)[8]) {
+        const uint4 v = __ldcs(reinterpret_cast<const uint4 *>(p));
+        const uint32_t parts[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            w[2 * i] = __uint_as_float(parts[i] << 16);
+            w[2 * i + 1] = __uint_as_float(parts[i] & 0xFFFF0000u);
+        }
+    }
+    __device__ __forceinline__ static float scalar(const bf16_t *p) { return to_float(*p); }
 };
 
 // 4 fp32 weights per 16-byte load.
@@ -124,6 +140,11 @@ int dense_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const float 
         if (tokens == 1) return launch_dense<__half, 1>(ctx, lin, d_x, tokens, d_y, accumulate);
         if (tokens <= 4) return launch_dense<__half, 4>(ctx, lin, d_x, tokens, d_y, accumulate);
         return launch_dense<__half, 8>(ctx, lin, d_x, tokens, d_y, accumulate);
+    }
+    if (lin->dtype == SLIM_CUDA_BF16) {
+        if (tokens == 1) return launch_dense<bf16_t, 1>(ctx, lin, d_x, tokens, d_y, accumulate);
+        if (tokens <= 4) return launch_dense<bf16_t, 4>(ctx, lin, d_x, tokens, d_y, accumulate);
+        return launch_dense<bf16_t, 8>(ctx, lin, d_x, tokens, d_y, accumulate);
     }
     if (tokens == 1) return launch_dense<float, 1>(ctx, lin, d_x, tokens, d_y, accumulate);
     if (tokens <= 4) return launch_dense<float, 4>(ctx, lin, d_x, tokens, d_y, accumulate);

@@ -99,13 +99,13 @@ SLIM_EXPORT int slim_cuda_linear_create_dense(slim_cuda_context *ctx, int32_t ro
                                               const void *weights, const float *bias, slim_cuda_linear **out) {
     *out = nullptr;
     SLIM_REQUIRE(rows >= 1 && cols >= 1, "linear_create_dense: bad shape %d×%d", rows, cols);
-    SLIM_REQUIRE(dtype == SLIM_CUDA_F32 || dtype == SLIM_CUDA_F16, "linear_create_dense: unknown dtype %d", dtype);
+    SLIM_REQUIRE(dtype_bytes(dtype) != 0, "linear_create_dense: unknown dtype %d", dtype);
     auto *lin = new (std::nothrow) slim_cuda_linear();
     SLIM_REQUIRE(lin != nullptr, "out of host memory");
     lin->rows = rows;
     lin->cols = cols;
     lin->dtype = dtype;
-    const size_t bytes = (size_t)rows * cols * (dtype == SLIM_CUDA_F16 ? 2 : 4);
+    const size_t bytes = (size_t)rows * cols * dtype_bytes(dtype);
     int status = upload_copy(ctx, &lin->weights, weights, bytes, "dense weights");
     if (status == 0 && bias != nullptr) status = upload_copy(ctx, (void **)&lin->bias, bias, sizeof(float) * rows, "bias");
     if (status != 0) {
@@ -126,5 +126,5 @@ SLIM_EXPORT int slim_cuda_linear_apply(slim_cuda_context *ctx, slim_cuda_linear 
 SLIM_EXPORT int64_t slim_cuda_linear_weight_bytes(const slim_cuda_linear *lin) {
     int64_t bias = lin->bias != nullptr ? 4 * (int64_t)lin->rows : 0;
     if (lin->packed) return 4 * (lin->word_count + lin->param_count) + bias;
-    return (int64_t)lin->rows * lin->cols * (lin->dtype == SLIM_CUDA_F16 ? 2 : 4) + bias;
+    return (int64_t)lin->rows * lin->cols * (int64_t)dtype_bytes(lin->dtype) + bias;
 }

@@ -260,10 +260,10 @@ SLIM_EXPORT int slim_cuda_model_create(slim_cuda_context *ctx, const slim_cuda_m
 
 SLIM_EXPORT int slim_cuda_model_set_embedding(slim_cuda_model *m, int32_t dtype, const void *weights,
                                               int32_t tied_lm_head) {
-    SLIM_REQUIRE(dtype == SLIM_CUDA_F32 || dtype == SLIM_CUDA_F16, "model_set_embedding: unknown dtype %d", dtype);
+    SLIM_REQUIRE(dtype_bytes(dtype) != 0, "model_set_embedding: unknown dtype %d", dtype);
     SLIM_REQUIRE(m->embedding == nullptr, "model_set_embedding: the embedding is already set");
     drop_graph(m);
-    const size_t bytes = (size_t)m->cfg.vocab * m->cfg.hidden * (dtype == SLIM_CUDA_F16 ? 2 : 4);
+    const size_t bytes = (size_t)m->cfg.vocab * m->cfg.hidden * dtype_bytes(dtype);
     SLIM_TRY(model_alloc(m, &m->embedding, bytes, "embedding"));
     SLIM_CHECK(cudaMemcpy(m->embedding, weights, bytes, cudaMemcpyHostToDevice));
     m->embedding_dtype = dtype;

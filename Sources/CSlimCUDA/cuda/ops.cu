@@ -59,7 +59,7 @@ __global__ void embed_kernel(const T *__restrict__ table, const int32_t *__restr
                              float *__restrict__ out) {
     const int32_t r = blockIdx.x;
     const T *src = table + (size_t)tokens[r] * width;
-    for (int32_t i = threadIdx.x; i < width; i += blockDim.x) out[(size_t)r * width + i] = (float)src[i];
+    for (int32_t i = threadIdx.x; i < width; i += blockDim.x) out[(size_t)r * width + i] = to_float(src[i]);
 }
 
 // −log softmax(row)[target] with the log-sum-exp of SlimRuntime: fp32 max and exp, fp64 sum.
@@ -135,6 +135,8 @@ int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, con
     if (rows == 0) return 0;
     if (dtype == SLIM_CUDA_F16) {
         SLIM_LAUNCH(rows, 128, 0, ctx->stream, embed_kernel<__half>)((const __half *)d_table, d_tokens, width, d_out);
+    } else if (dtype == SLIM_CUDA_BF16) {
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, embed_kernel<bf16_t>)((const bf16_t *)d_table, d_tokens, width, d_out);
     } else {
         SLIM_LAUNCH(rows, 128, 0, ctx->stream, embed_kernel<float>)((const float *)d_table, d_tokens, width, d_out);
     }

@@ -25,14 +25,14 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; slim-quant refuses another version. */
-#define SLIM_CUDA_ABI_VERSION 1
+#define SLIM_CUDA_ABI_VERSION 2
 
 typedef struct slim_cuda_context slim_cuda_context;
 typedef struct slim_cuda_linear slim_cuda_linear;
 typedef struct slim_cuda_model slim_cuda_model;
 
-/* Element types of dense weights and embeddings. */
-enum { SLIM_CUDA_F32 = 0, SLIM_CUDA_F16 = 1 };
+/* Element types of dense weights and embeddings (BF16 since ABI 2). */
+enum { SLIM_CUDA_F32 = 0, SLIM_CUDA_F16 = 1, SLIM_CUDA_BF16 = 2 };
 
 /* Which logits model_forward returns. */
 enum { SLIM_CUDA_LOGITS_NONE = 0, SLIM_CUDA_LOGITS_LAST = 1, SLIM_CUDA_LOGITS_ALL = 2 };

@@ -197,6 +197,18 @@ inline T __ldg(const T *p) { return slim_emu::checked_load(p); }
 template <typename T>
 inline T __ldcs(const T *p) { return slim_emu::checked_load(p); }
 
+// Bit reinterpretation.
+inline float __uint_as_float(unsigned v) {
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+}
+inline unsigned __float_as_uint(float f) {
+    unsigned v;
+    std::memcpy(&v, &f, sizeof v);
+    return v;
+}
+
 // Explicitly rounded arithmetic: plain IEEE operations (the library is built with
 // -ffp-contract=off, so nothing is fused behind them).
 inline float __fmul_rn(float a, float b) { return a * b; }
