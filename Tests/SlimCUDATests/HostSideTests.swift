@@ -1,3 +1,4 @@
+import CSlimCUDA
 import SlimKernels
 import XCTest
 
@@ -15,6 +16,18 @@ final class HostSideTests: XCTestCase {
             }
             XCTAssertEqual(values, exact + [inexact])
         }
+    }
+
+    /// The Swift element types are the C API's (slim_cuda.h), with their sizes.
+    func testWeightTypesMatchTheCAPI() {
+        XCTAssertEqual(CUDAWeightType.f32.rawValue, Int32(SLIM_CUDA_F32))
+        XCTAssertEqual(CUDAWeightType.f16.rawValue, Int32(SLIM_CUDA_F16))
+        XCTAssertEqual(CUDAWeightType.bf16.rawValue, Int32(SLIM_CUDA_BF16))
+        XCTAssertEqual([CUDAWeightType.f32, .f16, .bf16].map(\.byteSize), [4, 2, 2])
+        let bf16 = CUDADenseWeights.bf16([0x3F80, 0xC020])
+        XCTAssertEqual(bf16.type, .bf16)
+        XCTAssertEqual(bf16.count, 2)
+        XCTAssertEqual(bf16.withUnsafeBytes { Array($0) }, [0x80, 0x3F, 0x20, 0xC0])
     }
 
     func testSyntheticLlama7BShape() {
