@@ -73,9 +73,10 @@ build_binaries() {
 
 # Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2
 # (slim3 with BF16 embedding, classifier and norms), and stories260K-f16 (every weight F16,
-# converted from the shared GGUF): 16-bit dense weights and norms go through the model checks.
-# They are stamped with the quantizer binary's checksum, so fresh_fixtures remakes them whenever
-# slim-quant changes (the checks must never run on checkpoints written by older packing code).
+# converted from the shared GGUF): 16-bit dense weights and norms go through the model checks;
+# tiny-llama-{f16,bf16} (committed test fixture: tied embeddings, GQA) for the tied classifier.
+# They are stamped with the quantizer binary's checksum and this recipe's, so fresh_fixtures remakes
+# them whenever either changes (the checks must never run on checkpoints written by older code).
 prepare_fixtures() {
     local dir=$1 quantizer=$2
     note "fixtures → $dir"
@@ -96,11 +97,17 @@ prepare_fixtures() {
     rm -rf "$dir/stories260K-f16"
     "$quantizer" convert --from "$SHARED/models/stories260K-gguf/stories260K-f32.gguf" --out "$dir/stories260K-f16" \
         --dtype f16 >"$dir/convert-f16.log" 2>&1 || { cat "$dir/convert-f16.log" >&2; exit 1; }
+    for dtype in f16 bf16; do
+        rm -rf "$dir/tiny-llama-$dtype" && mkdir -p "$dir/tiny-llama-$dtype"
+        cp Tests/SlimIOTests/Fixtures/gguf/tiny-llama.config.json "$dir/tiny-llama-$dtype/config.json"
+        cp "Tests/SlimIOTests/Fixtures/gguf/tiny-llama.$dtype.safetensors" "$dir/tiny-llama-$dtype/model.safetensors"
+    done
     rm -rf "$dir/smollm2-rtn4"  # made on demand below, by the same quantizer
     stamp "$quantizer" >"$dir/.made-by"
 }
 
-stamp() { echo "$("$1" --version) $(cksum <"$1" | cut -d' ' -f1)"; }
+# The quantizer binary's version and checksum, and the recipe itself (this function's text).
+stamp() { echo "$("$1" --version) $(cksum <"$1" | cut -d' ' -f1) $(declare -f prepare_fixtures | cksum | cut -d' ' -f1)"; }
 
 # prepare_fixtures unless $1 already holds fixtures made by this very slim-quant binary $2.
 fresh_fixtures() {
@@ -155,10 +162,11 @@ ppl_checks() {
 }
 
 # Greedy `generate` on the CPU and on the GPU (backend as for ppl_checks) must print the same
-# continuation; adds to FAILURES.
+# continuation; adds to FAILURES. Models without a tokenizer (tiny-llama) are left out.
 generate_checks() {
     local model cpu gpu args
     for model in "$@"; do
+        [[ -f "$model/tokenizer.json" || -f "$model/tokenizer.model" ]] || continue
         args=(generate --model "$model" --prompt "Once upon a time" --max-tokens 24)
         cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null || echo "error")
         gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null || echo "error")
@@ -184,7 +192,7 @@ if [[ $MODE == emulator ]]; then
     note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
     $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
         --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" \
-        --model "$FIX/stories260K-f16" ||
+        --model "$FIX/stories260K-f16" --model "$FIX/tiny-llama-f16" --model "$FIX/tiny-llama-bf16" ||
         FAILURES=$((FAILURES + 1))
     note "the same kernels with the ready fibers run in reverse order (a race changes results)"
     if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
@@ -235,7 +243,8 @@ fi
 nvidia-smi -L 2>/dev/null || true
 
 fresh_fixtures "$FIX" "$BIN/slim-quant"
-MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16")
+MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
+        "$FIX/tiny-llama-f16" "$FIX/tiny-llama-bf16")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
 if [[ -f "$SMOL/model.safetensors" ]]; then
