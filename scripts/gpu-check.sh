@@ -74,7 +74,8 @@ build_binaries() {
 # Fixtures in $1: stories260K, WikiText-2, stories260K-slim{2,3}, quantized by slim-quant $2
 # (slim3 with BF16 embedding, classifier and norms), and stories260K-f16 (every weight F16,
 # converted from the shared GGUF): 16-bit dense weights and norms go through the model checks;
-# tiny-llama-{f16,bf16} (committed test fixture: tied embeddings, GQA) for the tied classifier.
+# tiny-llama-{f16,bf16} (committed test fixture: tied embeddings, GQA) for the tied classifier;
+# bias-llama (committed, a bias on every projection) dense and RTN-4 packed.
 # They are stamped with the quantizer binary's checksum and this recipe's, so fresh_fixtures remakes
 # them whenever either changes (the checks must never run on checkpoints written by older code).
 prepare_fixtures() {
@@ -102,6 +103,10 @@ prepare_fixtures() {
         cp Tests/SlimIOTests/Fixtures/gguf/tiny-llama.config.json "$dir/tiny-llama-$dtype/config.json"
         cp "Tests/SlimIOTests/Fixtures/gguf/tiny-llama.$dtype.safetensors" "$dir/tiny-llama-$dtype/model.safetensors"
     done
+    rm -rf "$dir/bias-llama" "$dir/bias-llama-rtn4"
+    cp -r Tests/SlimRuntimeTests/Fixtures/bias-llama "$dir/bias-llama"
+    "$quantizer" quantize --model "$dir/bias-llama" --bits 4 --method rtn --group-size 16 --out "$dir/bias-llama-rtn4" \
+        >"$dir/quantize-bias.log" 2>&1 || { cat "$dir/quantize-bias.log" >&2; exit 1; }
     rm -rf "$dir/smollm2-rtn4"  # made on demand below, by the same quantizer
     stamp "$quantizer" >"$dir/.made-by"
 }
@@ -192,7 +197,8 @@ if [[ $MODE == emulator ]]; then
     note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
     $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
         --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" \
-        --model "$FIX/stories260K-f16" --model "$FIX/tiny-llama-f16" --model "$FIX/tiny-llama-bf16" ||
+        --model "$FIX/stories260K-f16" --model "$FIX/tiny-llama-f16" --model "$FIX/tiny-llama-bf16" \
+        --model "$FIX/bias-llama" --model "$FIX/bias-llama-rtn4" ||
         FAILURES=$((FAILURES + 1))
     note "the same kernels with the ready fibers run in reverse order (a race changes results)"
     if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
@@ -244,7 +250,7 @@ nvidia-smi -L 2>/dev/null || true
 
 fresh_fixtures "$FIX" "$BIN/slim-quant"
 MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
-        "$FIX/tiny-llama-f16" "$FIX/tiny-llama-bf16")
+        "$FIX/tiny-llama-f16" "$FIX/tiny-llama-bf16" "$FIX/bias-llama" "$FIX/bias-llama-rtn4")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
 if [[ -f "$SMOL/model.safetensors" ]]; then
