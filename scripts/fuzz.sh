@@ -5,7 +5,7 @@
 #   scripts/fuzz.sh all    [SECONDS | -runs=N]        # every target, one after the other
 #   scripts/fuzz.sh build  [TARGET]                   # only build
 #
-# Targets (harnesses in Fuzz/<Target>/main.swift, outside the SwiftPM package):
+# Targets (harnesses in Fuzz/<Target>/main.swift plus Fuzz/Common, outside the SwiftPM package):
 #   safetensors  SafetensorsFile(file:) on arbitrary bytes, every accepted tensor read in full
 #   gguf         GGUFFile(file:) + GGUFImport(gguf:) (config, names, tokenizer) + dequantize
 #   tokenizer    JSON.parse + Tokenizer(json:path:) + encode/decode of a fixed text
@@ -69,10 +69,14 @@ build_target() {
   local main="$ROOT/Fuzz/$(harness_dir "$target")/main.swift" bin="$OUT/bin/fuzz-$target"
   local fresh=1 o
   [[ -f "$bin" && "$bin" -nt "$main" ]] || fresh=0
+  local common=("$ROOT/Fuzz/Common/BlackHole.swift")
+  case $target in tokenizer|sentencepiece) common+=("$ROOT/Fuzz/Common/TokenizerExercise.swift") ;; esac
+  for o in "${common[@]}"; do [[ "$bin" -nt "$o" ]] || fresh=0; done
   for o in "${objs[@]}"; do [[ "$bin" -nt "$o" ]] || fresh=0; done
   [[ $fresh == 1 ]] && return
   echo "fuzz: linking $target" >&2
-  nice -n 10 swiftc "${SWIFT_FLAGS[@]}" -I "$OUT/modules" -I "$ROOT/Sources/CZlib" "$main" "${objs[@]}" -lz -o "$bin" 2>&1 \
+  nice -n 10 swiftc "${SWIFT_FLAGS[@]}" -I "$OUT/modules" -I "$ROOT/Sources/CZlib" "$main" "${common[@]}" \
+    "${objs[@]}" -lz -o "$bin" 2>&1 \
     | grep -v "warning: Cannot export local symbol" >&2 || true
   [[ -x "$bin" && "$bin" -nt "$main" ]] || { echo "fuzz: linking $target failed" >&2; exit 1; }
 }

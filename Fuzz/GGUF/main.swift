@@ -30,5 +30,3 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
-
-@inline(never) func blackHole<T>(_ x: T) { withExtendedLifetime(x) {} }

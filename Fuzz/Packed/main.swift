@@ -79,5 +79,3 @@ func writeSeed(to path: String, pattern: [UInt8], seed: UInt64) throws {
     }
     try SafetensorsStream.write(to: path, tensors: tensors, metadata: [("format", "pt")])
 }
-
-@inline(never) func blackHole<T>(_ x: T) { withExtendedLifetime(x) {} }
