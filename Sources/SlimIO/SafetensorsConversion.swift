@@ -119,11 +119,12 @@ public func encodedBytes(_ view: TensorView, as dtype: DType) throws -> [UInt8] 
         throw TensorConversionError(tensor: view.name, message: "cannot encode as \(dtype.rawValue), not a floating-point type")
     }
     let floats = try floatArray(view)
-    var out = [UInt8](repeating: 0, count: floats.count * dtype.byteSize)
-    floats.withUnsafeBufferPointer { f in out.withUnsafeMutableBytes { encodeFloats(f, as: dtype, into: $0) } }
-    if dtype == .f16, let i = floats.indices.first(where: { floats[$0].isFinite && !F16.decode(F16.encode(floats[$0])).isFinite }) {
+    // Round to nearest even sends |x| ≥ 65520 (halfway from 65504 to 2^16) to infinity in F16.
+    if dtype == .f16, let i = floats.firstIndex(where: { $0.isFinite && abs($0) >= 65520 }) {
         throw TensorConversionError(tensor: view.name, message: "element \(i) = \(floats[i]) is outside the F16 range (±65504)")
     }
+    var out = [UInt8](repeating: 0, count: floats.count * dtype.byteSize)
+    floats.withUnsafeBufferPointer { f in out.withUnsafeMutableBytes { encodeFloats(f, as: dtype, into: $0) } }
     return out
 }
 

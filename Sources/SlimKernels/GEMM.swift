@@ -25,19 +25,9 @@ extension Kernels {
                                b: UnsafePointer<Float>, ldb: Int,
                                c: UnsafeMutablePointer<Float>, ldc: Int,
                                accumulate: Bool = false, threads: Int = Kernels.defaultThreads) {
-        precondition(m >= 0 && n >= 0 && k >= 0, "sgemmNT: negative size m=\(m) n=\(n) k=\(k)")
-        precondition(lda >= k && ldb >= k && ldc >= n,
-                     "sgemmNT: leading dimension too small (lda=\(lda) ldb=\(ldb) ldc=\(ldc), k=\(k) n=\(n))")
-        if m == 1 && k > 0 {
-            // One activation row: C row = B · a, bandwidth-bound on B.
-            GemvKernel.run(rows: n, k: k, a: b, lda: ldb, x: a, y: c, accumulate: accumulate,
-                           threads: threads)
-            return
-        }
-        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: a, lda: lda, aLayout: .kContiguous,
-                                   b: b, ldb: ldb, bLayout: .kContiguous, c: c, ldc: ldc,
-                                   alpha: 1, accumulate: accumulate, upperOnly: false),
-                       threads: threads)
+        // The fp32 case of the weight-format-generic product (HalfWeights.swift).
+        gemmNT(m: m, n: n, k: k, a: a, lda: lda, b: b, bFormat: .f32, ldb: ldb, c: c, ldc: ldc,
+               accumulate: accumulate, threads: threads)
     }
 
     /// C[m×n] = A[m×k] · B[k×n], or C += A · B when `accumulate` is true.

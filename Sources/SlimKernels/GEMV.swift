@@ -19,10 +19,7 @@ extension Kernels {
     public static func gemv(m: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                             accumulate: Bool = false, threads: Int = Kernels.defaultThreads) {
-        precondition(m >= 0 && k >= 0, "gemv: negative size m=\(m) k=\(k)")
-        precondition(lda >= k, "gemv: lda=\(lda) < k=\(k)")
-        GemvKernel.run(rows: m, k: k, a: a, lda: lda, x: x, y: y, accumulate: accumulate,
-                       threads: threads)
+        gemv(m: m, k: k, a: a, format: .f32, lda: lda, x: x, y: y, accumulate: accumulate, threads: threads)
     }
 }
 

@@ -47,6 +47,7 @@ extension Kernels {
         precondition(lda >= k && ldb >= k && ldc >= n,
                      "gemmNT: leading dimension too small (lda=\(lda) ldb=\(ldb) ldc=\(ldc), k=\(k) n=\(n))")
         if m == 1 && k > 0 {
+            // One activation row: C row = B · a, bandwidth-bound on B.
             GemvKernel.run(rows: n, k: k, a: b, format: bFormat, lda: ldb, x: a, y: c, accumulate: accumulate,
                            threads: threads)
             return

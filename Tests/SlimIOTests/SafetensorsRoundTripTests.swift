@@ -210,6 +210,15 @@ final class SafetensorsRoundTripTests: XCTestCase {
             }
             XCTAssertEqual(try encodedBytes(view, as: .bf16).count, 2, "BF16 has Float's range")
         }
+        // The boundary: the largest Float below 65520 rounds to 65504, 65520 itself to infinity.
+        for (value, fits) in [(Float(65520).nextDown, true), (Float(65520), false), (-Float(65520), false)] {
+            XCTAssertEqual(F16.decode(F16.encode(value)).isFinite, fits, "\(value)")
+            let bytes = withUnsafeBytes(of: value.bitPattern.littleEndian) { Array($0) }
+            try bytes.withUnsafeBytes { b in
+                let view = TensorView(name: "v", dtype: .f32, shape: [1], bytes: b)
+                XCTAssertEqual((try? encodedBytes(view, as: .f16)) != nil, fits, "\(value)")
+            }
+        }
     }
 
     func testUnalignedViewsConvert() throws {
