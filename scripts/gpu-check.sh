@@ -23,7 +23,8 @@
 # SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
 # bandwidth at LLaMA-7B shapes; (2) eval-ppl on the CPU and on the GPU for each packed checkpoint:
 # equal within 0.1 %; (3) decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target ≥ 200
-# tok/s on an H100); (4) fp16 cuBLAS GEMV via torch in the same run.
+# tok/s on an H100); (4) the decode GEMV per warps-per-block setting; (5) fp16 cuBLAS GEMV via
+# torch in the same run. GEMV rates are cold-cache (weights cycled through 2 × L2 of copies).
 #
 # Without a GPU it prints SKIP lines and exits 0. Exit status 1 when any check FAILs (SPEED lines
 # never fail). SmolLM2 is added when ~/.cache/slim-quant-fixtures/smollm2-135m-f32 (or
@@ -207,6 +208,9 @@ if [[ $MODE == emulator ]]; then
         FAILURES=$((FAILURES + 1))
     fi
     echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
+    note "the warps sweep's path (small shapes; emulated times mean nothing)"
+    $BIN/slim-gpu-check --sweep-warps --quick --cuda-lib "$SLIM_CUDA_LIB" | grep -E '^(PASS|FAIL)' ||
+        FAILURES=$((FAILURES + 1))
     note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
     ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
     note "generate: CPU vs emulated GPU (greedy)"
@@ -280,6 +284,9 @@ for bits in 2 3; do
     $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
 done
 $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
+
+note "tuning: decode GEMV per warps-per-block setting (SLIM_CUDA_WARPS; the automatic choice is column 0)"
+$BIN/slim-gpu-check --sweep-warps || echo "SKIP warps sweep: slim-gpu-check --sweep-warps failed"
 
 note "baseline: fp16 cuBLAS GEMV via torch"
 ${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"

@@ -8,20 +8,22 @@ public struct CUDADeviceInfo: Sendable, Equatable {
     public let computeCapability: (major: Int, minor: Int)
     public let multiprocessors: Int
     public let totalMemory: Int
+    /// Bytes of L2 cache: a matrix smaller than this, launched back to back, is read from L2.
+    public let l2CacheBytes: Int
     /// CUDA versions as the runtime encodes them (13000 = 13.0).
     public let driverVersion: Int
     public let runtimeVersion: Int
 
     public static func == (a: CUDADeviceInfo, b: CUDADeviceInfo) -> Bool {
         a.name == b.name && a.computeCapability == b.computeCapability && a.multiprocessors == b.multiprocessors
-            && a.totalMemory == b.totalMemory && a.driverVersion == b.driverVersion && a.runtimeVersion == b.runtimeVersion
+            && a.totalMemory == b.totalMemory && a.l2CacheBytes == b.l2CacheBytes && a.driverVersion == b.driverVersion && a.runtimeVersion == b.runtimeVersion
     }
 
-    /// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB, driver CUDA 13.0, runtime 13.5)".
+    /// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs, 79.1 GiB, 50 MiB L2, driver CUDA 13.0, runtime 13.5)".
     public var summary: String {
         func version(_ v: Int) -> String { "\(v / 1000).\(v % 1000 / 10)" }
         return "\(name) (sm_\(computeCapability.major)\(computeCapability.minor), \(multiprocessors) SMs, "
-            + String(format: "%.1f GiB", Double(totalMemory) / Double(1 << 30))
+            + String(format: "%.1f GiB, %d MiB L2", Double(totalMemory) / Double(1 << 30), l2CacheBytes >> 20)
             + ", driver CUDA \(version(driverVersion)), runtime \(version(runtimeVersion)))"
     }
 }
@@ -53,6 +55,7 @@ public final class CUDAContext: @unchecked Sendable {
         }
         device = CUDADeviceInfo(name: name, computeCapability: (Int(props.major), Int(props.minor)),
                                 multiprocessors: Int(props.multiprocessors), totalMemory: Int(props.total_memory),
+                                l2CacheBytes: Int(props.l2_cache_bytes),
                                 driverVersion: Int(props.driver_version), runtimeVersion: Int(props.runtime_version))
     }
 

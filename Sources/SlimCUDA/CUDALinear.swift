@@ -144,13 +144,24 @@ public final class CUDALinear: @unchecked Sendable {
     /// applications after a warm-up: `call` as `apply` runs (activation preparation and stream
     /// launches included), `kernel` for the GEMV/GEMM kernel alone (a CUDA graph of back-to-back
     /// launches on prepared activations, as in the model's decode graph).
-    public func time(tokens: Int, iterations: Int) throws(CUDAError) -> (call: Double, kernel: Double) {
+    ///
+    /// Launches cycle through `copies` device copies of the weights, as many as hold `footprint`
+    /// bytes: pass `coldFootprint` to time reads from HBM as a decode step through a whole
+    /// model does, 0 for one copy (which stays in L2 when it fits: hot timings).
+    public func time(tokens: Int, iterations: Int, footprint: Int = 0)
+        throws(CUDAError) -> (call: Double, kernel: Double, copies: Int) {
         var call = 0.0, kernel = 0.0
+        var copies: Int32 = 0
         let h = try live()
-        try context.check(context.library.api.linear_time(context.handle, h, Int32(tokens), Int32(iterations), &call, &kernel),
+        try context.check(context.library.api.linear_time(context.handle, h, Int32(tokens), Int32(iterations),
+                                                          Int64(footprint), &call, &kernel, &copies),
                           "timing of a \(rows)×\(columns) linear")
-        return (call, kernel)
+        return (call, kernel, Int(copies))
     }
+
+    /// A weight footprint of twice the device's L2: `time(…, footprint:)` with it reads every
+    /// launch's weights from device memory.
+    public var coldFootprint: Int { 2 * context.device.l2CacheBytes }
 
     /// Hands the device object to a model (which frees it).
     func release() throws(CUDAError) -> OpaquePointer {

@@ -65,12 +65,14 @@ struct LinearChecks {
             }
         }
         denseChecks()
+        timingChecks()
     }
 
     // MARK: - Packed
 
+    /// `timeFirst`: time the linear with three weight copies before applying it.
     func checkPacked(_ packed: PackedLinear, tokens: Int, bias: [Float]? = nil, accumulate: Bool = false, label: String,
-                     seed: UInt64) throws {
+                     seed: UInt64, timeFirst: Bool = false) throws {
         let rows = packed.rows, columns = packed.columns
         var rng = Random(seed: seed ^ 0x5EED)
         var x = rng.values(tokens * columns)
@@ -80,6 +82,7 @@ struct LinearChecks {
         }
         let y0 = accumulate ? rng.values(tokens * rows) : nil
         let linear = try CUDALinear.packed(GPUPackedLayout(packed), bias: bias, context: context)
+        if timeFirst { _ = try linear.time(tokens: tokens, iterations: 3, footprint: 3 * linear.weightBytes) }
         let (got, want, scale) = try apply(linear, weights: packed.dequantize(), x: x, tokens: tokens, bias: bias, y0: y0)
         report.compare(label, got: got, want: want, scale: scale, tolerance: 2e-5) { i in "[token \(i / rows), row \(i % rows)]" }
     }
@@ -116,6 +119,46 @@ struct LinearChecks {
             }
         }
         return (got, want, scale)
+    }
+
+    // MARK: - Timing
+
+    /// `CUDALinear.time` on the path the speed report takes (it runs on the emulator too): the
+    /// number of weight copies follows the footprint, the times are positive and finite, an
+    /// impossible footprint is an error, and the linear still computes correctly afterwards
+    /// (the copies were deep and freed without touching it).
+    func timingChecks() {
+        report.run("timing rotates weight copies") {
+            let packed = try randomPacked(rows: 40, columns: 256, groupSize: 64, bits: [1, 2, 3, 4], seed: 90)
+            let dense = try CUDALinear.dense(.f16((0..<(24 * 64)).map { UInt16($0 % 0x3BFF) }), rows: 24, columns: 64,
+                                             bias: [Float](repeating: 0.5, count: 24), context: context)
+            let gpuPacked = try CUDALinear.packed(GPUPackedLayout(packed), bias: nil, context: context)
+            for (name, linear) in [("packed", gpuPacked), ("dense", dense)] {
+                for (footprint, copies) in [(0, 1), (linear.weightBytes * 5 / 2, 3)] {
+                    let t = try linear.time(tokens: 2, iterations: 4, footprint: footprint)
+                    guard t.copies == copies, t.call.isFinite, t.call > 0, t.kernel.isFinite, t.kernel > 0 else {
+                        report.fail("timing \(name)", "footprint \(footprint) B of a \(linear.weightBytes) B linear: "
+                                    + "\(t.copies) copies (want \(copies)), call \(t.call) s, kernel \(t.kernel) s")
+                        return
+                    }
+                }
+                do {
+                    _ = try linear.time(tokens: 1, iterations: 1, footprint: linear.weightBytes * 5000)
+                    report.fail("timing \(name)", "5000 copies were not refused")
+                    return
+                } catch {
+                    guard "\(error)".contains("at most 4096") else {
+                        report.fail("timing \(name)", "5000 copies refused with '\(error)'")
+                        return
+                    }
+                }
+            }
+            report.pass("timing rotates weight copies", "1 and 3 copies (packed and dense), 5000 refused")
+        }
+        report.run("packed after timing") {
+            let packed = try randomPacked(rows: 40, columns: 256, groupSize: 64, bits: [1, 2, 3, 4], seed: 90)
+            try checkPacked(packed, tokens: 3, label: "packed 40x256 after timing with copies", seed: 91, timeFirst: true)
+        }
     }
 
     // MARK: - Dense

@@ -3,6 +3,7 @@
 // models against SlimRuntime, then GEMV bandwidth vs the copy bandwidth.
 //
 //   slim-gpu-check [--cuda-lib FILE] [--model DIR]... [--quick] [--no-speed] [--require-gpu]
+//   slim-gpu-check --sweep-warps [--cuda-lib FILE] [--quick]   (decode GEMV time per warps setting)
 //
 // Exit status: 0 all checks passed, or no GPU/backend (one SKIP line; 1 with --require-gpu);
 // 1 a check failed; 64 bad arguments.
@@ -10,11 +11,12 @@
 import Foundation
 import SlimCUDA
 
-let usage = "usage: slim-gpu-check [--cuda-lib FILE] [--model DIR]... [--quick] [--no-speed] [--require-gpu]"
+let usage = "usage: slim-gpu-check [--cuda-lib FILE] [--model DIR]... [--quick] [--no-speed] [--require-gpu]\n"
+    + "       slim-gpu-check --sweep-warps [--cuda-lib FILE] [--quick]"
 
 var libraryPath: String?
 var models: [String] = []
-var quick = false, speed = true, requireGPU = false
+var quick = false, speed = true, requireGPU = false, sweep = false
 var arguments = CommandLine.arguments.dropFirst()
 while let arg = arguments.popFirst() {
     switch arg {
@@ -27,6 +29,7 @@ while let arg = arguments.popFirst() {
     case "--quick": quick = true
     case "--no-speed": speed = false
     case "--require-gpu": requireGPU = true
+    case "--sweep-warps": sweep = true
     case "--help", "-h":
         print(usage)
         exit(0)
@@ -49,6 +52,10 @@ fflush(stdout)
 
 let report = Report()
 let start = Date()
+if sweep {
+    SpeedChecks.sweepWarps(libraryPath: libraryPath, report: report, quick: quick)
+    exit(report.failures == 0 ? 0 : 1)
+}
 LinearChecks(context: context, report: report, quick: quick).run()
 OpChecks(context: context, report: report).run()
 for model in models { ModelChecks(context: context, report: report).run(path: model) }

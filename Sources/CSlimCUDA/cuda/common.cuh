@@ -167,6 +167,9 @@ int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep
 // y (+)= x·Wᵀ (+ bias) for a dense linear.
 int dense_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const float *d_x, int32_t tokens, float *d_y,
                bool accumulate);
+// A deep copy of `src` in fresh device memory (timing rotates copies so that weights come from
+// HBM, not from an L2 that a few-MB matrix would otherwise stay in).
+int clone_linear(slim_cuda_context *ctx, const slim_cuda_linear *src, slim_cuda_linear **out);
 // Either kind; `prep` is used for packed linears when non-null (else x is prepared in the
 // context's scratch).
 int linear_forward(slim_cuda_context *ctx, const slim_cuda_linear *lin, const float *d_x, int32_t tokens,

@@ -32,6 +32,50 @@ int linear_forward(slim_cuda_context *ctx, const slim_cuda_linear *lin, const fl
     return packed_gemm(ctx, lin, local, d_y, accumulate);
 }
 
+static int device_copy(slim_cuda_context *ctx, void **d_dst, const void *d_src, size_t bytes, const char *what) {
+    *d_dst = nullptr;
+    if (d_src == nullptr) return 0;
+    char label[128];
+    snprintf(label, sizeof(label), "cudaMalloc(%zu bytes for a copy of the %s)", bytes, what);
+    cudaError_t e = cudaMalloc(d_dst, bytes == 0 ? 1 : bytes);
+    if (e != cudaSuccess) {
+        *d_dst = nullptr;
+        set_cuda_error(e, label, __FILE__, __LINE__);
+        return 1;
+    }
+    if (bytes > 0) SLIM_CHECK(cudaMemcpyAsync(*d_dst, d_src, bytes, cudaMemcpyDeviceToDevice, ctx->stream));
+    return 0;
+}
+
+int clone_linear(slim_cuda_context *ctx, const slim_cuda_linear *src, slim_cuda_linear **out) {
+    *out = nullptr;
+    auto *lin = new (std::nothrow) slim_cuda_linear(*src);
+    SLIM_REQUIRE(lin != nullptr, "out of host memory");
+    lin->bias = nullptr;
+    lin->words = nullptr;
+    lin->params = nullptr;
+    lin->group_meta = nullptr;
+    lin->weights = nullptr;
+    lin->owns_weights = true;
+    const size_t dense = src->packed ? 0 : (size_t)src->rows * src->cols * dtype_bytes(src->dtype);
+    int status = device_copy(ctx, (void **)&lin->bias, src->bias, sizeof(float) * (size_t)src->rows, "bias");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->words, src->words, 4 * (size_t)src->word_count, "packed codes");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->params, src->params, 4 * (size_t)src->param_count, "packed params");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->group_meta, src->group_meta, sizeof(int2) * (size_t)src->groups, "group table");
+    if (status == 0) status = device_copy(ctx, &lin->weights, src->weights, dense, "dense weights");
+    if (status == 0) {
+        const cudaError_t e = cudaStreamSynchronize(ctx->stream);
+        if (e != cudaSuccess) set_cuda_error(e, "cudaStreamSynchronize (copying a linear)", __FILE__, __LINE__);
+        status = e == cudaSuccess ? 0 : 1;
+    }
+    if (status != 0) {
+        slim_cuda_linear_destroy(lin);
+        return 1;
+    }
+    *out = lin;
+    return 0;
+}
+
 }  // namespace slim
 
 using namespace slim;

@@ -101,6 +101,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *prop, int device) {
     prop->major = 9;
     prop->minor = 0;
     prop->multiProcessorCount = 132;
+    prop->l2CacheSize = 50 << 20;
     prop->sharedMemPerBlockOptin = optin_shared;
     prop->totalGlobalMem = (size_t)sysconf(_SC_PHYS_PAGES) * page;
     return cudaSuccess;

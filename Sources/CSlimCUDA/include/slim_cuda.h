@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; slim-quant refuses another version. */
-#define SLIM_CUDA_ABI_VERSION 2
+#define SLIM_CUDA_ABI_VERSION 3
 
 typedef struct slim_cuda_context slim_cuda_context;
 typedef struct slim_cuda_linear slim_cuda_linear;
@@ -48,6 +48,7 @@ typedef struct {
     int32_t major, minor;          /* compute capability */
     int32_t multiprocessors;
     int64_t total_memory;          /* bytes */
+    int64_t l2_cache_bytes;        /* since ABI 3 */
     int32_t driver_version;        /* e.g. 13000 for CUDA 13.0 */
     int32_t runtime_version;       /* the runtime linked into the library */
 } slim_cuda_device_properties;
@@ -98,9 +99,12 @@ typedef struct {
     X(int64_t, linear_weight_bytes, (const slim_cuda_linear *lin)) \
     /* Mean seconds per application: as linear_apply runs it (stream launches, activation \
      * preparation included) and of the GEMV/GEMM kernel alone (a CUDA graph of `iterations` \
-     * launches on prepared activations: no launch gaps). */ \
+     * launches on prepared activations: no launch gaps). Launches cycle through *copies device \
+     * copies of the weights, as many as hold min_footprint bytes (ABI 3; 2 × the L2 size gives \
+     * cold-cache timings; 0 times one copy, hot in L2 when it fits). */ \
     X(int, linear_time, (slim_cuda_context *ctx, slim_cuda_linear *lin, int32_t tokens, int32_t iterations, \
-                         double *seconds_per_call, double *seconds_per_kernel)) \
+                         int64_t min_footprint, double *seconds_per_call, double *seconds_per_kernel, \
+                         int32_t *copies)) \
     X(int, copy_bandwidth, (slim_cuda_context *ctx, size_t bytes, int32_t iterations, double *bytes_per_second)) \
     /* Decoder kernels on device buffers (the model runs the same kernels). */ \
     X(int, rmsnorm, (slim_cuda_context *ctx, const float *d_x, const float *d_weight, float *d_out, \

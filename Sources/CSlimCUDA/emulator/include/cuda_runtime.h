@@ -79,6 +79,7 @@ struct cudaDeviceProp {
     char name[256];
     size_t totalGlobalMem;
     size_t sharedMemPerBlockOptin;
+    int l2CacheSize;
     int major, minor, multiProcessorCount;
 };
 
