@@ -38,8 +38,12 @@ let package = Package(
         .target(name: "SlimRuntime", dependencies: ["SlimIO", "SlimModel", "SlimKernels", "SlimPacking"], swiftSettings: simdFlags),
         // Quantization algorithms: RTN, GPTQ, SliM-LLM (salience, SBA, SQC), calibration RNG.
         .target(name: "SlimQuant", dependencies: ["SlimKernels"], swiftSettings: simdFlags),
+        // Int8-activation decode GEMV over the packed CPU layout: scalar reference + AVX2 path
+        // (runtime dispatch), in C for vpmaddubsw/vpmaddwd, which Swift SIMD cannot express.
+        .target(name: "CSlimQ8", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))],
+                linkerSettings: [.linkedLibrary("m")]),
         // Packing: the slim-packed mixed-precision format, its scalar reference and CPU kernels.
-        .target(name: "SlimPacking", dependencies: ["SlimIO", "SlimKernels"], swiftSettings: simdFlags),
+        .target(name: "SlimPacking", dependencies: ["SlimIO", "SlimKernels", "CSlimQ8"], swiftSettings: simdFlags),
         // Quantization pipeline: calibration, layer-by-layer driver, allocation files, outputs.
         .target(name: "SlimPipeline", dependencies: ["SlimIO", "SlimModel", "SlimQuant", "SlimRuntime", "SlimData", "SlimPacking"]),
         // Datasets: WikiText-2, PTB, C4, plain text; calibration manifests.

@@ -79,6 +79,7 @@ public final class PackedMatrix: @unchecked Sendable {
         self.words.initialize(repeating: 0, count: max(1, rows * words))
         a = .allocate(capacity: max(1, rows * k))
         o = .allocate(capacity: max(1, rows * k))
+        q8 = Q8Tables(fieldBits: p, fields: f, wordSets: n, wordOffset: wo, paddedOffset: po)
         // Rows are independent: repack them in parallel (a 7B model has billions of codes).
         let target = Repack(words: self.words, a: a, o: o)
         let bitsPerGroup = bits.map(Int.init)
@@ -112,6 +113,9 @@ public final class PackedMatrix: @unchecked Sendable {
             }
         }
     }
+
+    /// Per-group tables of the int8-activation GEMV (PackedQ8.swift), in C's types.
+    let q8: Q8Tables
 
     /// Output pointers of the parallel repack (rows write disjoint parts).
     private struct Repack: @unchecked Sendable {

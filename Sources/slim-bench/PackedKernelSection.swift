@@ -5,7 +5,9 @@ import SlimPacking
 
 /// Per-call speed of the packed GEMV at SmolLM2-135M and LLaMA-7B shapes (random SliM-like bit
 /// mixes, mean N), next to the fp32 GEMV on the same shape in the same run: microseconds per
-/// call, weights per second and bytes read per second.
+/// call, weights per second and bytes read per second; then the int8-activation kernel
+/// (`gemvInt8`) on the same matrix, its speedup over the fp32-activation one, and its largest
+/// error relative to Σ|ŵ·x| (from x's int8 rounding).
 struct PackedKernelSection {
     let threads: Int
     let quick: Bool
@@ -13,7 +15,8 @@ struct PackedKernelSection {
     func run() {
         print("== packed GEMV kernel vs fp32 GEMV, \(threads) thread(s)")
         print(pad("shape", 14) + pad("bits", 6) + pad("packed µs", 11) + pad("Gw/s", 7) + pad("GB/s", 7)
-              + pad("fp32 µs", 10) + pad("GB/s", 7) + "speedup")
+              + pad("fp32 µs", 10) + pad("GB/s", 7) + pad("speedup", 9) + pad("int8 µs", 9) + pad("GB/s", 7)
+              + pad("vs packed", 11) + "rel err")
         let shapes = quick ? [(576, 576), (1536, 576)] : [(576, 576), (192, 576), (1536, 576), (576, 1536), (4096, 4096), (11008, 4096)]
         for (rows, columns) in shapes {
             for n in [2, 3] {
@@ -34,18 +37,45 @@ struct PackedKernelSection {
                         }
                     }
                 }
+                let int8 = x.withUnsafeBufferPointer { xb in
+                    y.withUnsafeMutableBufferPointer { yb in
+                        time { matrix.gemvInt8(x: xb.baseAddress!, y: yb.baseAddress!, threads: threads) }
+                    }
+                }
+                let error = Self.int8Error(matrix, x: x, threads: threads)
                 let weights = Double(rows * columns)
                 print(pad("\(rows)×\(columns)", 14) + pad("\(n)", 6) + pad(String(format: "%.1f", packed * 1e6), 11)
                       + pad(String(format: "%.1f", weights / packed / 1e9), 7)
                       + pad(String(format: "%.1f", Double(matrix.residentBytes) / packed / 1e9), 7)
                       + pad(String(format: "%.1f", fp * 1e6), 10)
-                      + pad(String(format: "%.1f", weights * 4 / fp / 1e9), 7) + String(format: "%.2f×", fp / packed))
+                      + pad(String(format: "%.1f", weights * 4 / fp / 1e9), 7) + pad(String(format: "%.2f×", fp / packed), 9)
+                      + pad(String(format: "%.1f", int8 * 1e6), 9)
+                      + pad(String(format: "%.1f", Double(matrix.residentBytes) / int8 / 1e9), 7)
+                      + pad(String(format: "%.2f×", packed / int8), 11) + String(format: "%.1e", error))
             }
         }
         print()
     }
 
     private func time(_ body: () -> Void) -> Double { bestSecondsPerCall(quick: quick, body) }
+
+    /// max over rows of |int8 result − fp32-activation result| / Σ_c |ŵ_rc·x_c| (the fp32 kernel
+    /// is within a few ulps of the exact product, so this is x's rounding).
+    static func int8Error(_ matrix: PackedMatrix, x: [Float], threads: Int) -> Double {
+        var exact = [Float](repeating: 0, count: matrix.rows), int8 = exact
+        var row = [Float](repeating: 0, count: matrix.columns)
+        x.withUnsafeBufferPointer { xb in
+            exact.withUnsafeMutableBufferPointer { matrix.gemv(x: xb.baseAddress!, y: $0.baseAddress!, threads: threads) }
+            int8.withUnsafeMutableBufferPointer { matrix.gemvInt8(x: xb.baseAddress!, y: $0.baseAddress!, threads: threads) }
+        }
+        var worst = 0.0
+        for r in stride(from: 0, to: matrix.rows, by: max(1, matrix.rows / 64)) {
+            row.withUnsafeMutableBufferPointer { matrix.dequantizeRowScalar(r, into: $0.baseAddress!) }
+            let magnitude = zip(row, x).reduce(0.0) { $0 + abs(Double($1.0) * Double($1.1)) }
+            worst = max(worst, abs(Double(int8[r]) - Double(exact[r])) / max(magnitude, 1e-30))
+        }
+        return worst
+    }
 
     /// A packed matrix with a quarter of the groups at N−1, a quarter at N+1 (mean N).
     static func randomMatrix(rows: Int, columns: Int, bits n: Int, seed: UInt64) -> PackedMatrix {

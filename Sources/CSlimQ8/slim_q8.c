@@ -1,0 +1,198 @@
+// Int8-activation decode GEMV over the packed CPU kernel layout: the scalar reference and the
+// AVX2 path (vpmaddubsw/vpmaddwd), which agree bit for bit. See include/slim_q8.h.
+#include "slim_q8.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define SLIM_Q8_X86 1
+#endif
+
+// Explicit fmaf everywhere a product is added: no contraction differences between the paths.
+#pragma STDC FP_CONTRACT OFF
+
+int64_t slim_q8_group_bytes(int32_t field_bits, int32_t word_sets) {
+    return (int64_t)word_sets * (8 / field_bits) * 32;
+}
+
+// MARK: - Activations
+
+void slim_q8_prepare(const slim_q8_matrix *m, const float *padded_x, int8_t *x8, float *scale) {
+    for (int32_t g = 0; g < m->groups; g++) {
+        const int32_t p = m->field_bits[g], regs = 8 / p, F = m->fields[g], n = m->word_sets[g];
+        const float *x = padded_x + m->padded_offset[g];
+        int8_t *out = x8 + m->x8_offset[g];
+        const int32_t count = 8 * F * n;
+        float largest = 0.0f;
+        int finite = 1;
+        for (int32_t c = 0; c < count; c++) {
+            if (!isfinite(x[c])) finite = 0;
+            else largest = fmaxf(largest, fabsf(x[c]));
+        }
+        memset(out, 0, (size_t)slim_q8_group_bytes(p, n));
+        if (!finite) {
+            scale[g] = NAN;  // y becomes NaN, as the fp32 kernel's would
+            continue;
+        }
+        scale[g] = largest / 127.0f;
+        if (largest == 0.0f) continue;
+        const float inverse = 127.0f / largest;
+        for (int32_t k = 0; k < n; k++)
+            for (int32_t s = 0; s < regs; s++)
+                for (int32_t i = 0; i < 8; i++)
+                    for (int32_t j = 0; j < 4; j++) {
+                        const int32_t f = j * regs + s;
+                        if (f >= F) continue;
+                        long q = lrintf(x[8 * (k * F + f) + i] * inverse);
+                        q = q > 127 ? 127 : (q < -127 ? -127 : q);
+                        out[(k * regs + s) * 32 + 4 * i + j] = (int8_t)q;
+                    }
+    }
+}
+
+// MARK: - Scalar reference
+
+// Σ lanes in the AVX2 path's order: (l0+l4)+(l2+l6) + (l1+l5)+(l3+l7).
+static float lane_sum(const float l[8]) {
+    const float t0 = l[0] + l[4], t1 = l[1] + l[5], t2 = l[2] + l[6], t3 = l[3] + l[7];
+    return (t0 + t2) + (t1 + t3);
+}
+
+static void gemv_rows_scalar(const slim_q8_matrix *m, const slim_q8_activations *x, int64_t r0, int64_t r1, float *y,
+                             int32_t accumulate) {
+    const int32_t K = m->groups;
+    for (int64_t r = r0; r < r1; r++) {
+        float lanes[8] = {0};
+        float offsets = 0.0f;
+        for (int32_t g = 0; g < K; g++) {
+            const int32_t p = m->field_bits[g], regs = 8 / p, n = m->word_sets[g];
+            const uint32_t mask = (1u << p) - 1u;
+            const uint32_t *w = m->words + r * m->row_words + m->word_offset[g];
+            const int8_t *xg = x->x8 + m->x8_offset[g];
+            int32_t acc[8] = {0};
+            for (int32_t k = 0; k < n; k++)
+                for (int32_t s = 0; s < regs; s++)
+                    for (int32_t i = 0; i < 8; i++)
+                        for (int32_t j = 0; j < 4; j++) {
+                            const int32_t q = (int32_t)((w[8 * k + i] >> (p * (j * regs + s))) & mask);
+                            acc[i] += q * xg[(k * regs + s) * 32 + 4 * i + j];
+                        }
+            const float sc = m->a[r * K + g] * x->scale[g];
+            for (int32_t i = 0; i < 8; i++) lanes[i] = fmaf((float)acc[i], sc, lanes[i]);
+            offsets = fmaf(m->o[r * K + g], x->sums[g], offsets);
+        }
+        const float v = lane_sum(lanes) + offsets;
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+
+// MARK: - AVX2
+
+#ifdef SLIM_Q8_X86
+#define SLIM_AVX2 __attribute__((target("avx2,fma")))
+
+// Integer lane sums of one group: lane i = Σ over the codes of lane word i (every set) · x8.
+// Products of up to four registers are summed in int16 before vpmaddwd: |q·x| pairs stay below
+// 2·15·127 = 3810 for p ≤ 4, so four of them fit. p = 8 splits codes into 7 low bits and the top
+// bit (vpmaddubsw would saturate at 2·255·127).
+SLIM_AVX2 static inline __m256i group_dot_avx2(const uint32_t *w, const int8_t *xg, int32_t p, int32_t n) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc = _mm256_setzero_si256();
+    switch (p) {
+    case 1: {
+        const __m256i bm = _mm256_set1_epi8(0x01);
+        for (int32_t k = 0; k < n; k++, xg += 256) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+            __m256i s16 = _mm256_setzero_si256();
+            for (int s = 0; s < 8; s++) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, s), bm);
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xg + 32 * s))));
+            }
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+        }
+        break;
+    }
+    case 2: {
+        const __m256i bm = _mm256_set1_epi8(0x03);
+        for (int32_t k = 0; k < n; k++, xg += 128) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+            const __m256i q0 = _mm256_and_si256(v, bm), q1 = _mm256_and_si256(_mm256_srli_epi32(v, 2), bm);
+            const __m256i q2 = _mm256_and_si256(_mm256_srli_epi32(v, 4), bm), q3 = _mm256_and_si256(_mm256_srli_epi32(v, 6), bm);
+            __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xg)),
+                                           _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xg + 32))));
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(xg + 64))));
+            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(xg + 96))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+        }
+        break;
+    }
+    case 4: {
+        const __m256i bm = _mm256_set1_epi8(0x0F);
+        for (int32_t k = 0; k < n; k++, xg += 64) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+            const __m256i q0 = _mm256_and_si256(v, bm), q1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), bm);
+            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xg)),
+                                                 _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xg + 32))));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+        }
+        break;
+    }
+    default: {  // p = 8
+        const __m256i low7 = _mm256_set1_epi8(0x7F), top = _mm256_set1_epi8(0x01), weight = _mm256_set1_epi16(128);
+        for (int32_t k = 0; k < n; k++, xg += 32) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)xg);
+            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low7), xv);
+            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 7), top), xv);
+            acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, weight)));
+        }
+        break;
+    }
+    }
+    return acc;
+}
+
+SLIM_AVX2 static void gemv_rows_avx2(const slim_q8_matrix *m, const slim_q8_activations *x, int64_t r0, int64_t r1,
+                                     float *y, int32_t accumulate) {
+    const int32_t K = m->groups;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint32_t *row = m->words + r * m->row_words;
+        __m256 lanes = _mm256_setzero_ps();
+        float offsets = 0.0f;
+        for (int32_t g = 0; g < K; g++) {
+            const __m256i acc = group_dot_avx2(row + m->word_offset[g], x->x8 + m->x8_offset[g], m->field_bits[g],
+                                               m->word_sets[g]);
+            const float sc = m->a[r * K + g] * x->scale[g];
+            lanes = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(sc), lanes);
+            offsets = fmaf(m->o[r * K + g], x->sums[g], offsets);
+        }
+        const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));
+        const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        const float v = _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1))) + offsets;
+        y[r] = accumulate ? y[r] + v : v;
+    }
+}
+#endif
+
+// MARK: - Dispatch
+
+int32_t slim_q8_simd_available(void) {
+#ifdef SLIM_Q8_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+void slim_q8_gemv_rows(const slim_q8_matrix *m, const slim_q8_activations *x, int64_t row_begin, int64_t row_end,
+                       float *y, int32_t accumulate, int32_t simd) {
+#ifdef SLIM_Q8_X86
+    if (simd && slim_q8_simd_available()) {
+        gemv_rows_avx2(m, x, row_begin, row_end, y, accumulate);
+        return;
+    }
+#endif
+    gemv_rows_scalar(m, x, row_begin, row_end, y, accumulate);
+}
