@@ -24,31 +24,39 @@ void slim_q8_prepare(const slim_q8_matrix *m, const float *padded_x, int8_t *x8,
         const int32_t p = m->field_bits[g], regs = 8 / p, F = m->fields[g], n = m->word_sets[g];
         const float *x = padded_x + m->padded_offset[g];
         int8_t *out = x8 + m->x8_offset[g];
-        const int32_t count = 8 * F * n;
-        float largest = 0.0f;
-        int finite = 1;
-        for (int32_t c = 0; c < count; c++) {
-            if (!isfinite(x[c])) finite = 0;
-            else largest = fmaxf(largest, fabsf(x[c]));
-        }
-        memset(out, 0, (size_t)slim_q8_group_bytes(p, n));
-        if (!finite) {
-            scale[g] = NAN;  // y becomes NaN, as the fp32 kernel's would
-            continue;
-        }
-        scale[g] = largest / 127.0f;
-        if (largest == 0.0f) continue;
-        const float inverse = 127.0f / largest;
+        float *d = scale + m->x8_offset[g] / 32;
         for (int32_t k = 0; k < n; k++)
-            for (int32_t s = 0; s < regs; s++)
+            for (int32_t s = 0; s < regs; s++) {
+                // One block: the 32 values that meet register s of word set k.
+                int8_t *block = out + (k * regs + s) * 32;
+                float largest = 0.0f;
+                int finite = 1;
+                for (int32_t j = 0; j < 4; j++) {
+                    const int32_t f = j * regs + s;
+                    if (f >= F) continue;
+                    for (int32_t i = 0; i < 8; i++) {
+                        const float v = x[8 * (k * F + f) + i];
+                        if (!isfinite(v)) finite = 0;
+                        else largest = fmaxf(largest, fabsf(v));
+                    }
+                }
+                memset(block, 0, 32);
+                if (!finite) {
+                    d[k * regs + s] = NAN;  // y becomes NaN, as the fp32 kernel's would
+                    continue;
+                }
+                d[k * regs + s] = largest / 127.0f;
+                if (largest == 0.0f) continue;
+                const float inverse = 127.0f / largest;
                 for (int32_t i = 0; i < 8; i++)
                     for (int32_t j = 0; j < 4; j++) {
                         const int32_t f = j * regs + s;
                         if (f >= F) continue;
                         long q = lrintf(x[8 * (k * F + f) + i] * inverse);
                         q = q > 127 ? 127 : (q < -127 ? -127 : q);
-                        out[(k * regs + s) * 32 + 4 * i + j] = (int8_t)q;
+                        block[4 * i + j] = (int8_t)q;
                     }
+            }
     }
 }
 
@@ -71,16 +79,20 @@ static void gemv_rows_scalar(const slim_q8_matrix *m, const slim_q8_activations 
             const uint32_t mask = (1u << p) - 1u;
             const uint32_t *w = m->words + r * m->row_words + m->word_offset[g];
             const int8_t *xg = x->x8 + m->x8_offset[g];
-            int32_t acc[8] = {0};
+            const float *d = x->scale + m->x8_offset[g] / 32;
+            float group[8] = {0};
             for (int32_t k = 0; k < n; k++)
-                for (int32_t s = 0; s < regs; s++)
+                for (int32_t s = 0; s < regs; s++) {
+                    int32_t acc[8] = {0};
                     for (int32_t i = 0; i < 8; i++)
                         for (int32_t j = 0; j < 4; j++) {
                             const int32_t q = (int32_t)((w[8 * k + i] >> (p * (j * regs + s))) & mask);
                             acc[i] += q * xg[(k * regs + s) * 32 + 4 * i + j];
                         }
-            const float sc = m->a[r * K + g] * x->scale[g];
-            for (int32_t i = 0; i < 8; i++) lanes[i] = fmaf((float)acc[i], sc, lanes[i]);
+                    for (int32_t i = 0; i < 8; i++) group[i] = fmaf((float)acc[i], d[k * regs + s], group[i]);
+                }
+            const float a = m->a[r * K + g];
+            for (int32_t i = 0; i < 8; i++) lanes[i] = fmaf(group[i], a, lanes[i]);
             offsets = fmaf(m->o[r * K + g], x->sums[g], offsets);
         }
         const float v = lane_sum(lanes) + offsets;
@@ -93,65 +105,63 @@ static void gemv_rows_scalar(const slim_q8_matrix *m, const slim_q8_activations 
 #ifdef SLIM_Q8_X86
 #define SLIM_AVX2 __attribute__((target("avx2,fma")))
 
-// Integer lane sums of one group: lane i = Σ over the codes of lane word i (every set) · x8.
-// Products of up to four registers are summed in int16 before vpmaddwd: |q·x| pairs stay below
-// 2·15·127 = 3810 for p ≤ 4, so four of them fit. p = 8 splits codes into 7 low bits and the top
-// bit (vpmaddubsw would saturate at 2·255·127).
-SLIM_AVX2 static inline __m256i group_dot_avx2(const uint32_t *w, const int8_t *xg, int32_t p, int32_t n) {
+// One block: the integer lane sums of register q against 32 bytes of x8, times the block's scale,
+// added to the group's lanes (lane i = lane word i of every word set).
+#define SLIM_Q8_BLOCK(q, xp, dp)                                                                        \
+    group = _mm256_fmadd_ps(                                                                           \
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16((q), _mm256_loadu_si256((const __m256i *)(xp))), \
+                                             ones)),                                                   \
+        _mm256_broadcast_ss(dp), group)
+
+// Σ over the group's blocks of d_b · (q · x8_b), per lane. vpmaddubsw cannot saturate for p ≤ 4
+// (2·15·127 < 2¹⁵); p = 8 splits codes into 7 low bits and the top bit (2·255·127 would).
+SLIM_AVX2 static inline __m256 group_dot_avx2(const uint32_t *w, const int8_t *xg, const float *d, int32_t p,
+                                              int32_t n) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc = _mm256_setzero_si256();
+    __m256 group = _mm256_setzero_ps();
     switch (p) {
     case 1: {
         const __m256i bm = _mm256_set1_epi8(0x01);
-        for (int32_t k = 0; k < n; k++, xg += 256) {
+        for (int32_t k = 0; k < n; k++, xg += 256, d += 8) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            __m256i s16 = _mm256_setzero_si256();
-            for (int s = 0; s < 8; s++) {
-                const __m256i q = _mm256_and_si256(_mm256_srli_epi32(v, s), bm);
-                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(xg + 32 * s))));
-            }
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+            for (int s = 0; s < 8; s++) SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, s), bm), xg + 32 * s, d + s);
         }
         break;
     }
     case 2: {
         const __m256i bm = _mm256_set1_epi8(0x03);
-        for (int32_t k = 0; k < n; k++, xg += 128) {
+        for (int32_t k = 0; k < n; k++, xg += 128, d += 4) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            const __m256i q0 = _mm256_and_si256(v, bm), q1 = _mm256_and_si256(_mm256_srli_epi32(v, 2), bm);
-            const __m256i q2 = _mm256_and_si256(_mm256_srli_epi32(v, 4), bm), q3 = _mm256_and_si256(_mm256_srli_epi32(v, 6), bm);
-            __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xg)),
-                                           _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xg + 32))));
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(xg + 64))));
-            s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(xg + 96))));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+            SLIM_Q8_BLOCK(_mm256_and_si256(v, bm), xg, d);
+            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 2), bm), xg + 32, d + 1);
+            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 4), bm), xg + 64, d + 2);
+            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 6), bm), xg + 96, d + 3);
         }
         break;
     }
     case 4: {
         const __m256i bm = _mm256_set1_epi8(0x0F);
-        for (int32_t k = 0; k < n; k++, xg += 64) {
+        for (int32_t k = 0; k < n; k++, xg += 64, d += 2) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            const __m256i q0 = _mm256_and_si256(v, bm), q1 = _mm256_and_si256(_mm256_srli_epi32(v, 4), bm);
-            const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)xg)),
-                                                 _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(xg + 32))));
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(s16, ones));
+            SLIM_Q8_BLOCK(_mm256_and_si256(v, bm), xg, d);
+            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 4), bm), xg + 32, d + 1);
         }
         break;
     }
     default: {  // p = 8
         const __m256i low7 = _mm256_set1_epi8(0x7F), top = _mm256_set1_epi8(0x01), weight = _mm256_set1_epi16(128);
-        for (int32_t k = 0; k < n; k++, xg += 32) {
+        for (int32_t k = 0; k < n; k++, xg += 32, d += 1) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
             const __m256i xv = _mm256_loadu_si256((const __m256i *)xg);
             const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low7), xv);
             const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 7), top), xv);
-            acc = _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, weight)));
+            const __m256i acc = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, weight));
+            group = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_broadcast_ss(d), group);
         }
         break;
     }
     }
-    return acc;
+    return group;
 }
 
 SLIM_AVX2 static void gemv_rows_avx2(const slim_q8_matrix *m, const slim_q8_activations *x, int64_t r0, int64_t r1,
@@ -162,10 +172,10 @@ SLIM_AVX2 static void gemv_rows_avx2(const slim_q8_matrix *m, const slim_q8_acti
         __m256 lanes = _mm256_setzero_ps();
         float offsets = 0.0f;
         for (int32_t g = 0; g < K; g++) {
-            const __m256i acc = group_dot_avx2(row + m->word_offset[g], x->x8 + m->x8_offset[g], m->field_bits[g],
-                                               m->word_sets[g]);
-            const float sc = m->a[r * K + g] * x->scale[g];
-            lanes = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_set1_ps(sc), lanes);
+            const int32_t at = m->x8_offset[g];
+            const __m256 group = group_dot_avx2(row + m->word_offset[g], x->x8 + at, x->scale + at / 32,
+                                                m->field_bits[g], m->word_sets[g]);
+            lanes = _mm256_fmadd_ps(group, _mm256_set1_ps(m->a[r * K + g]), lanes);
             offsets = fmaf(m->o[r * K + g], x->sums[g], offsets);
         }
         const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(lanes), _mm256_extractf128_ps(lanes, 1));

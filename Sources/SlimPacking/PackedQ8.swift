@@ -1,8 +1,8 @@
-// Decode GEMV with int8 activations (the CSlimQ8 kernel): x is quantized per group to int8 and
-// meets the codes in integer multiply-adds, 32 codes per AVX2 instruction, where the fp32 kernel
-// (PackedKernels.swift) spends five float instructions per eight codes. This is llama.cpp's
-// trade (Q8 activations for its k-quants): the only error is x's rounding to 1/254 of the group's
-// largest |x|, bounded per row by Σ_g |a_rg|·(d_g/2)·Σ_j q_gj (`int8ErrorBound`).
+// Decode GEMV with int8 activations (the CSlimQ8 kernel): x is quantized in blocks of 32 values
+// to int8 and meets the codes in integer multiply-adds, 32 codes per AVX2 instruction, where the
+// fp32 kernel (PackedKernels.swift) spends five float instructions per eight codes. This is
+// llama.cpp's trade (Q8_0 activations): the only error is x's rounding to 1/254 of its block's
+// largest |x|, bounded per row by Σ_g |a_rg|·Σ_b (d_b/2)·Σ_j∈b q_j (`int8ErrorBound`).
 
 import CSlimQ8
 import SlimKernels
@@ -46,20 +46,21 @@ extension PackedMatrix {
                        x8_offset: q8.table(5))
     }
 
-    /// y[rows] = Ŵ·x̃ (+ y when `accumulate`), x of `columns` Floats quantized per group to int8
-    /// (x̃ = d_g·round(x/d_g), d_g = max|x_g|/127); the offsets use the exact Σx_g. A non-finite
-    /// x makes its groups' outputs NaN. `simd: false` runs the scalar reference, which gives the
+    /// y[rows] = Ŵ·x̃ (+ y when `accumulate`), x of `columns` Floats quantized in blocks of 32 to
+    /// int8 (x̃ = d_b·round(x/d_b), d_b = max|x_b|/127); the offsets use the exact Σx_g. A
+    /// non-finite x makes every output NaN. `simd: false` runs the scalar reference, which gives the
     /// same bits as the AVX2 path.
     public func gemvInt8(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, accumulate: Bool = false,
                          threads: Int = Kernels.defaultThreads, simd: Bool = true) {
         guard rows > 0 else { return }
         let k = groupCount
-        // One allocation: padded x, scales and sums (Floats), then the 32-byte-aligned x8.
-        let floats = paddedColumns + 2 * k
+        // One allocation: padded x, block scales and group sums (Floats), then the aligned x8.
+        let blocks = q8.x8Bytes / 32
+        let floats = paddedColumns + blocks + k
         let raw = UnsafeMutableRawPointer.allocate(byteCount: 4 * floats + 32 + q8.x8Bytes, alignment: 32)
         defer { raw.deallocate() }
         let padded = raw.bindMemory(to: Float.self, capacity: floats)
-        let scale = padded + paddedColumns, sums = scale + k
+        let scale = padded + paddedColumns, sums = scale + blocks
         let x8 = (raw + (4 * floats + 31) / 32 * 32).bindMemory(to: Int8.self, capacity: q8.x8Bytes)
         pad(x, into: padded)
         for g in 0..<k {
@@ -80,23 +81,34 @@ extension PackedMatrix {
         }
     }
 
-    /// The bound on |gemvInt8(x)[r] − Ŵ·x| from x's rounding: Σ_g |a_rg|·(d_g/2)·Σ_j q_gj
-    /// (float64; for tests and the benchmark's error column).
+    /// The bound on |gemvInt8(x)[r] − Ŵ·x| from x's rounding: Σ_g |a_rg|·Σ_b (d_b/2)·Σ_j∈b q_j
+    /// over the kernel's blocks (float64; for tests).
     public func int8ErrorBound(x: UnsafePointer<Float>, row r: Int) -> Double {
         let k = groupCount
+        let padded = UnsafeMutablePointer<Float>.allocate(capacity: paddedColumns)
+        defer { padded.deallocate() }
+        pad(x, into: padded)
         var bound = 0.0
         for g in 0..<k {
-            var largest: Float = 0
-            for j in 0..<width[g] { largest = max(largest, abs(x[columnStart[g] + j])) }
-            let mask = UInt32((1 << fieldBits[g]) - 1)
-            var codes = 0.0
-            for j in 0..<width[g] {
-                let unit = j / 8, lane = j % 8
-                let set = unit / fieldsPerWord[g], field = unit % fieldsPerWord[g]
-                let word = words[r * rowWords + wordOffset[g] + set * 8 + lane]
-                codes += Double((word >> UInt32(fieldBits[g] * field)) & mask)
+            let p = fieldBits[g], regs = 8 / p, fields = fieldsPerWord[g]
+            let mask = UInt32((1 << p) - 1)
+            let xg = padded + paddedOffset[g]
+            var sum = 0.0
+            for set in 0..<wordSets[g] {
+                for s in 0..<regs {
+                    var largest: Float = 0, codes = 0.0
+                    for j in 0..<4 where j * regs + s < fields {
+                        let f = j * regs + s
+                        for lane in 0..<8 {
+                            largest = max(largest, abs(xg[8 * (set * fields + f) + lane]))
+                            let word = words[r * rowWords + wordOffset[g] + set * 8 + lane]
+                            codes += Double((word >> UInt32(p * f)) & mask)
+                        }
+                    }
+                    sum += Double(largest / 127) / 2 * codes
+                }
             }
-            bound += abs(Double(a[r * k + g])) * Double(largest / 127) / 2 * codes
+            bound += abs(Double(a[r * k + g])) * sum
         }
         return bound
     }
