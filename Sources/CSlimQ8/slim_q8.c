@@ -113,53 +113,39 @@ static void gemv_rows_scalar(const slim_q8_matrix *m, const slim_q8_activations 
                                              ones)),                                                   \
         _mm256_broadcast_ss(dp), group)
 
-// Σ over the group's blocks of d_b · (q · x8_b), per lane. vpmaddubsw cannot saturate for p ≤ 4
-// (2·15·127 < 2¹⁵); p = 8 splits codes into 7 low bits and the top bit (2·255·127 would).
+// Σ over a group's blocks of d_b · (q_b · x8_b), per lane, for field width P ∈ {1, 2, 4}: word set
+// k is 8/P registers, register s the byte-masked fields at shift P·s (inlined with P constant, so
+// the loop unrolls into constant shifts). vpmaddubsw cannot saturate: 2·15·127 < 2¹⁵.
+SLIM_AVX2 __attribute__((always_inline)) static inline __m256 group_dot_narrow(const uint32_t *w, const int8_t *xg,
+                                                                               const float *d, int32_t n, const int P) {
+    const __m256i ones = _mm256_set1_epi16(1), bm = _mm256_set1_epi8((char)((1 << P) - 1));
+    __m256 group = _mm256_setzero_ps();
+    for (int32_t k = 0; k < n; k++, xg += 256 / P, d += 8 / P) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+        for (int s = 0; s < 8 / P; s++) SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, P * s), bm), xg + 32 * s, d + s);
+    }
+    return group;
+}
+
+// p = 8 splits codes into 7 low bits and the top bit (vpmaddubsw would saturate at 2·255·127).
 SLIM_AVX2 static inline __m256 group_dot_avx2(const uint32_t *w, const int8_t *xg, const float *d, int32_t p,
                                               int32_t n) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 group = _mm256_setzero_ps();
     switch (p) {
-    case 1: {
-        const __m256i bm = _mm256_set1_epi8(0x01);
-        for (int32_t k = 0; k < n; k++, xg += 256, d += 8) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            for (int s = 0; s < 8; s++) SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, s), bm), xg + 32 * s, d + s);
-        }
-        break;
+    case 1: return group_dot_narrow(w, xg, d, n, 1);
+    case 2: return group_dot_narrow(w, xg, d, n, 2);
+    case 4: return group_dot_narrow(w, xg, d, n, 4);
+    default: break;
     }
-    case 2: {
-        const __m256i bm = _mm256_set1_epi8(0x03);
-        for (int32_t k = 0; k < n; k++, xg += 128, d += 4) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            SLIM_Q8_BLOCK(_mm256_and_si256(v, bm), xg, d);
-            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 2), bm), xg + 32, d + 1);
-            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 4), bm), xg + 64, d + 2);
-            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 6), bm), xg + 96, d + 3);
-        }
-        break;
-    }
-    case 4: {
-        const __m256i bm = _mm256_set1_epi8(0x0F);
-        for (int32_t k = 0; k < n; k++, xg += 64, d += 2) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            SLIM_Q8_BLOCK(_mm256_and_si256(v, bm), xg, d);
-            SLIM_Q8_BLOCK(_mm256_and_si256(_mm256_srli_epi32(v, 4), bm), xg + 32, d + 1);
-        }
-        break;
-    }
-    default: {  // p = 8
-        const __m256i low7 = _mm256_set1_epi8(0x7F), top = _mm256_set1_epi8(0x01), weight = _mm256_set1_epi16(128);
-        for (int32_t k = 0; k < n; k++, xg += 32, d += 1) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)xg);
-            const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low7), xv);
-            const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 7), top), xv);
-            const __m256i acc = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, weight));
-            group = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_broadcast_ss(d), group);
-        }
-        break;
-    }
+    const __m256i ones = _mm256_set1_epi16(1), low7 = _mm256_set1_epi8(0x7F), top = _mm256_set1_epi8(0x01);
+    const __m256i weight = _mm256_set1_epi16(128);
+    __m256 group = _mm256_setzero_ps();
+    for (int32_t k = 0; k < n; k++, xg += 32, d += 1) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 8 * k));
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)xg);
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low7), xv);
+        const __m256i hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 7), top), xv);
+        const __m256i acc = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, weight));
+        group = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), _mm256_broadcast_ss(d), group);
     }
     return group;
 }

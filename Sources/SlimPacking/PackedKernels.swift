@@ -84,11 +84,7 @@ extension PackedMatrix {
         pad(x, into: padded)
         let k = groupCount
         var sums = [Float](repeating: 0, count: k)
-        for g in 0..<k {
-            var s: Float = 0
-            for j in 0..<width[g] { s += x[columnStart[g] + j] }
-            sums[g] = s
-        }
+        sums.withUnsafeMutableBufferPointer { groupSums(x, into: $0.baseAddress!) }
         sums.withUnsafeBufferPointer { sb in
             let args = GemvArgs(x: padded, y: y, sums: sb.baseAddress!)
             let workers = Kernels.workerCount(threads: threads, work: rows &* columns, minimumPerWorker: 1 << 16)
@@ -108,6 +104,16 @@ extension PackedMatrix {
                     args.y[r] = accumulate ? args.y[r] + acc : acc
                 }
             }
+        }
+    }
+
+    /// Σx over each group's real columns (groupCount Floats): the offset terms o·Σx of a GEMV.
+    @inline(__always)
+    func groupSums(_ x: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Float>) {
+        for g in 0..<groupCount {
+            var s: Float = 0
+            for j in 0..<width[g] { s += x[columnStart[g] + j] }
+            sums[g] = s
         }
     }
 

@@ -63,11 +63,7 @@ extension PackedMatrix {
         let scale = padded + paddedColumns, sums = scale + blocks
         let x8 = (raw + (4 * floats + 31) / 32 * 32).bindMemory(to: Int8.self, capacity: q8.x8Bytes)
         pad(x, into: padded)
-        for g in 0..<k {
-            var s: Float = 0
-            for j in 0..<width[g] { s += x[columnStart[g] + j] }
-            sums[g] = s
-        }
+        groupSums(x, into: sums)
         var matrix = q8Matrix
         slim_q8_prepare(&matrix, padded, x8, scale)
         let args = Q8Args(matrix: matrix, x: slim_q8_activations(x8: x8, scale: scale, sums: sums), y: y)

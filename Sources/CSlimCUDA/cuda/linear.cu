@@ -7,7 +7,10 @@
 
 namespace slim {
 
-static int upload_copy(slim_cuda_context *ctx, void **d_dst, const void *src, size_t bytes, const char *what) {
+// Allocates `bytes` of device memory at *d_dst and enqueues a copy of `src` (host or device, as
+// `kind` says) into it; the caller synchronises. On failure *d_dst is null.
+static int alloc_copy(slim_cuda_context *ctx, void **d_dst, const void *src, size_t bytes, cudaMemcpyKind kind,
+                      const char *what) {
     char label[128];
     snprintf(label, sizeof(label), "cudaMalloc(%zu bytes for %s)", bytes, what);
     cudaError_t e = cudaMalloc(d_dst, bytes == 0 ? 1 : bytes);
@@ -16,10 +19,13 @@ static int upload_copy(slim_cuda_context *ctx, void **d_dst, const void *src, si
         set_cuda_error(e, label, __FILE__, __LINE__);
         return 1;
     }
-    if (bytes > 0) {
-        SLIM_CHECK(cudaMemcpyAsync(*d_dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream));
-        SLIM_CHECK(cudaStreamSynchronize(ctx->stream));
-    }
+    if (bytes > 0) SLIM_CHECK(cudaMemcpyAsync(*d_dst, src, bytes, kind, ctx->stream));
+    return 0;
+}
+
+static int upload_copy(slim_cuda_context *ctx, void **d_dst, const void *src, size_t bytes, const char *what) {
+    SLIM_TRY(alloc_copy(ctx, d_dst, src, bytes, cudaMemcpyHostToDevice, what));
+    SLIM_CHECK(cudaStreamSynchronize(ctx->stream));
     return 0;
 }
 
@@ -32,19 +38,10 @@ int linear_forward(slim_cuda_context *ctx, const slim_cuda_linear *lin, const fl
     return packed_gemm(ctx, lin, local, d_y, accumulate);
 }
 
+// A device copy of d_src (none when d_src is null).
 static int device_copy(slim_cuda_context *ctx, void **d_dst, const void *d_src, size_t bytes, const char *what) {
     *d_dst = nullptr;
-    if (d_src == nullptr) return 0;
-    char label[128];
-    snprintf(label, sizeof(label), "cudaMalloc(%zu bytes for a copy of the %s)", bytes, what);
-    cudaError_t e = cudaMalloc(d_dst, bytes == 0 ? 1 : bytes);
-    if (e != cudaSuccess) {
-        *d_dst = nullptr;
-        set_cuda_error(e, label, __FILE__, __LINE__);
-        return 1;
-    }
-    if (bytes > 0) SLIM_CHECK(cudaMemcpyAsync(*d_dst, d_src, bytes, cudaMemcpyDeviceToDevice, ctx->stream));
-    return 0;
+    return d_src == nullptr ? 0 : alloc_copy(ctx, d_dst, d_src, bytes, cudaMemcpyDeviceToDevice, what);
 }
 
 int clone_linear(slim_cuda_context *ctx, const slim_cuda_linear *src, slim_cuda_linear **out) {
@@ -58,11 +55,11 @@ int clone_linear(slim_cuda_context *ctx, const slim_cuda_linear *src, slim_cuda_
     lin->weights = nullptr;
     lin->owns_weights = true;
     const size_t dense = src->packed ? 0 : (size_t)src->rows * src->cols * dtype_bytes(src->dtype);
-    int status = device_copy(ctx, (void **)&lin->bias, src->bias, sizeof(float) * (size_t)src->rows, "bias");
-    if (status == 0) status = device_copy(ctx, (void **)&lin->words, src->words, 4 * (size_t)src->word_count, "packed codes");
-    if (status == 0) status = device_copy(ctx, (void **)&lin->params, src->params, 4 * (size_t)src->param_count, "packed params");
-    if (status == 0) status = device_copy(ctx, (void **)&lin->group_meta, src->group_meta, sizeof(int2) * (size_t)src->groups, "group table");
-    if (status == 0) status = device_copy(ctx, &lin->weights, src->weights, dense, "dense weights");
+    int status = device_copy(ctx, (void **)&lin->bias, src->bias, sizeof(float) * (size_t)src->rows, "a copy of the bias");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->words, src->words, 4 * (size_t)src->word_count, "a copy of the packed codes");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->params, src->params, 4 * (size_t)src->param_count, "a copy of the packed params");
+    if (status == 0) status = device_copy(ctx, (void **)&lin->group_meta, src->group_meta, sizeof(int2) * (size_t)src->groups, "a copy of the group table");
+    if (status == 0) status = device_copy(ctx, &lin->weights, src->weights, dense, "a copy of the dense weights");
     if (status == 0) {
         const cudaError_t e = cudaStreamSynchronize(ctx->stream);
         if (e != cudaSuccess) set_cuda_error(e, "cudaStreamSynchronize (copying a linear)", __FILE__, __LINE__);
