@@ -208,8 +208,8 @@ if [[ $MODE == emulator ]]; then
         FAILURES=$((FAILURES + 1))
     fi
     echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
-    note "the warps sweep's path (small shapes; emulated times mean nothing)"
-    $BIN/slim-gpu-check --sweep-warps --quick --cuda-lib "$SLIM_CUDA_LIB" | grep -E '^(PASS|FAIL)' ||
+    note "the decode sweep's path (small shapes; emulated times mean nothing)"
+    $BIN/slim-gpu-check --sweep --quick --cuda-lib "$SLIM_CUDA_LIB" | grep -E '^(PASS|FAIL)' ||
         FAILURES=$((FAILURES + 1))
     note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
     ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
@@ -285,8 +285,8 @@ for bits in 2 3; do
 done
 $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
 
-note "tuning: decode GEMV per warps-per-block setting (SLIM_CUDA_WARPS; the automatic choice is column 0)"
-$BIN/slim-gpu-check --sweep-warps || echo "SKIP warps sweep: slim-gpu-check --sweep-warps failed"
+note "tuning: decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS (the automatic choice is depth 0, warps 0)"
+$BIN/slim-gpu-check --sweep || echo "SKIP decode sweep: slim-gpu-check --sweep failed"
 
 note "baseline: fp16 cuBLAS GEMV via torch"
 ${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"

@@ -59,38 +59,4 @@ struct SpeedChecks {
             }
         }
     }
-
-    /// The decode GEMV's cold kernel time for each warps-per-block setting (SLIM_CUDA_WARPS, read
-    /// when a context is created): which one the automatic choice should make, per shape.
-    /// `quick`: small shapes and few launches (runs the path on the emulator).
-    static func sweepWarps(libraryPath: String?, report: Report, quick: Bool) {
-        report.run("warps sweep") {
-            print("SWEEP decode GEMV, cold kernel µs by warps per block (SLIM_CUDA_WARPS; 0 = automatic)")
-            let settings = [0, 1, 2, 4, 8]
-            print("SWEEP shape          bits " + settings.map { String(format: "%8d", $0) }.joined())
-            let sizes = quick ? [(64, 256), (40, 512)] : shapes
-            let cases = [2, 3].flatMap { bits in sizes.map { (rows: $0.0, columns: $0.1, bits: bits) } }
-            let layouts = cases.map { layout(rows: $0.rows, columns: $0.columns, bits: $0.bits) }
-            var times = [[Double]](repeating: [], count: cases.count)
-            for warps in settings {
-                setenv("SLIM_CUDA_WARPS", String(warps), 1)
-                defer { unsetenv("SLIM_CUDA_WARPS") }
-                let context = try CUDAContext(libraryPath: libraryPath)
-                for (i, layout) in layouts.enumerated() {
-                    let linear = try CUDALinear.packed(layout, context: context)
-                    let t = try linear.time(tokens: 1, iterations: quick ? 2 : 100,
-                                            footprint: quick ? 2 * linear.weightBytes : linear.coldFootprint).kernel
-                    times[i].append(t * 1e6)
-                }
-            }
-            for (i, c) in cases.enumerated() {
-                let shape = "\(c.rows)x\(c.columns)"
-                print("SWEEP " + shape.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: " %4d ", c.bits)
-                      + times[i].map { String(format: "%8.2f", $0) }.joined())
-            }
-            let complete = times.allSatisfy { $0.count == settings.count && $0.allSatisfy { $0.isFinite && $0 > 0 } }
-            if complete { report.pass("warps sweep", "\(cases.count) shapes × \(settings.count) settings timed") }
-            else { report.fail("warps sweep", "a setting gave no positive finite time") }
-        }
-    }
 }

@@ -3,7 +3,7 @@
 // models against SlimRuntime, then GEMV bandwidth vs the copy bandwidth.
 //
 //   slim-gpu-check [--cuda-lib FILE] [--model DIR]... [--quick] [--no-speed] [--require-gpu]
-//   slim-gpu-check --sweep-warps [--cuda-lib FILE] [--quick]   (decode GEMV time per warps setting)
+//   slim-gpu-check --sweep [--cuda-lib FILE] [--quick]   (decode GEMV time per SLIM_CUDA_DEPTH × WARPS)
 //
 // Exit status: 0 all checks passed, or no GPU/backend (one SKIP line; 1 with --require-gpu);
 // 1 a check failed; 64 bad arguments.
@@ -12,7 +12,7 @@ import Foundation
 import SlimCUDA
 
 let usage = "usage: slim-gpu-check [--cuda-lib FILE] [--model DIR]... [--quick] [--no-speed] [--require-gpu]\n"
-    + "       slim-gpu-check --sweep-warps [--cuda-lib FILE] [--quick]"
+    + "       slim-gpu-check --sweep [--cuda-lib FILE] [--quick]"
 
 var libraryPath: String?
 var models: [String] = []
@@ -29,7 +29,7 @@ while let arg = arguments.popFirst() {
     case "--quick": quick = true
     case "--no-speed": speed = false
     case "--require-gpu": requireGPU = true
-    case "--sweep-warps": sweep = true
+    case "--sweep": sweep = true
     case "--help", "-h":
         print(usage)
         exit(0)
@@ -53,11 +53,12 @@ fflush(stdout)
 let report = Report()
 let start = Date()
 if sweep {
-    SpeedChecks.sweepWarps(libraryPath: libraryPath, report: report, quick: quick)
+    TuningChecks.sweep(libraryPath: libraryPath, report: report, quick: quick)
     exit(report.failures == 0 ? 0 : 1)
 }
 LinearChecks(context: context, report: report, quick: quick).run()
 OpChecks(context: context, report: report).run()
+TuningChecks.run(libraryPath: libraryPath, report: report)
 for model in models { ModelChecks(context: context, report: report).run(path: model) }
 if speed { SpeedChecks(context: context, report: report).run() }
 print(String(format: "slim-gpu-check: %d passed, %d failed (%.1f s)", report.passes, report.failures,

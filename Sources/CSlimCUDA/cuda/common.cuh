@@ -126,6 +126,7 @@ struct slim_cuda_context {
     bool debug_sync = false;          // SLIM_CUDA_SYNC=1
     bool capturing = false;           // inside a CUDA graph capture
     int32_t warps_override = 0;       // SLIM_CUDA_WARPS (tuning experiments), 0 = automatic
+    int32_t depth_override = 0;       // SLIM_CUDA_DEPTH: decode slabs in flight per warp (2/4/8), 0 = automatic
     // Scratch for linear_apply (x preparation) and the op wrappers (a device int).
     slim::XScratch xprep;
     slim::Scratch ints;
@@ -137,6 +138,7 @@ struct slim_cuda_linear {
     float *bias = nullptr;            // device [rows] or null
     // Packed (GPU layout).
     int32_t group_size = 0, groups = 0, slabs = 0, row_tiles = 0;
+    int32_t max_bits = 0;             // the widest group (≤ 4 selects the kernels with 4-word buffers)
     int64_t tile_words = 0;
     uint32_t *words = nullptr;
     uint2 *params = nullptr;

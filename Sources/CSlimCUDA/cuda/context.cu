@@ -128,6 +128,13 @@ SLIM_EXPORT int slim_cuda_context_create(int32_t device, slim_cuda_context **out
     ctx->shared_memory_optin = prop.sharedMemPerBlockOptin;
     ctx->debug_sync = env_int("SLIM_CUDA_SYNC", 0) != 0;
     ctx->warps_override = env_int("SLIM_CUDA_WARPS", 0);
+    ctx->depth_override = env_int("SLIM_CUDA_DEPTH", 0);
+    if (ctx->depth_override != 0 && ctx->depth_override != 2 && ctx->depth_override != 4 && ctx->depth_override != 8) {
+        set_error("SLIM_CUDA_DEPTH=%d: expected 2, 4 or 8 (decode slabs in flight per warp), or 0 for automatic",
+                  ctx->depth_override);
+        delete ctx;
+        return 1;
+    }
     cudaError_t e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         set_cuda_error(e, "cudaStreamCreateWithFlags", __FILE__, __LINE__);

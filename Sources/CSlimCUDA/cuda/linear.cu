@@ -117,6 +117,7 @@ SLIM_EXPORT int slim_cuda_linear_create_packed(slim_cuda_context *ctx, const sli
     int64_t offset = 0;
     for (int32_t g = 0; g < k; g++) {
         meta[(size_t)g] = make_int2((int)offset, d->bits[g]);
+        lin->max_bits = d->bits[g] > lin->max_bits ? d->bits[g] : lin->max_bits;
         offset += 32 * (int64_t)lin->slabs * d->bits[g];
     }
     lin->tile_words = offset;

@@ -100,8 +100,9 @@ struct PackedArgs {
 };
 
 // One slab (4 k-tiles) of b = B bits: decode each lane's pairs and multiply with NT n-tiles.
-template <int B, int MT, int NT>
-__device__ __forceinline__ void slab_mma(const uint32_t (&w)[MT][8], const PackedArgs &p, int32_t kt0, int32_t nt0,
+// WB ≥ B is the word buffer's size (the widest group of the matrix rounded to 4 or 8).
+template <int B, int MT, int NT, int WB>
+__device__ __forceinline__ void slab_mma(const uint32_t (&w)[MT][WB], const PackedArgs &p, int32_t kt0, int32_t nt0,
                                          int32_t lane, const int32_t (&b_rows)[NT], float (&c)[MT][NT][4]) {
 #pragma unroll
     for (int kt = 0; kt < 4; kt++) {
@@ -125,26 +126,38 @@ __device__ __forceinline__ void slab_mma(const uint32_t (&w)[MT][8], const Packe
     }
 }
 
-template <int MT, int NT>
-__device__ __forceinline__ void slab_dispatch(int32_t bits, const uint32_t (&w)[MT][8], const PackedArgs &p,
+template <int MT, int NT, int WB>
+__device__ __forceinline__ void slab_dispatch(int32_t bits, const uint32_t (&w)[MT][WB], const PackedArgs &p,
                                               int32_t kt0, int32_t nt0, int32_t lane, const int32_t (&b_rows)[NT],
                                               float (&c)[MT][NT][4]) {
-    switch (bits) {  // warp-uniform: every row of a group has the same width
-    case 1: slab_mma<1, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 2: slab_mma<2, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 3: slab_mma<3, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 4: slab_mma<4, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 5: slab_mma<5, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 6: slab_mma<6, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    case 7: slab_mma<7, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
-    default: slab_mma<8, MT, NT>(w, p, kt0, nt0, lane, b_rows, c); break;
+    // Warp-uniform: every row of a group has the same width. With WB = 4 the host guarantees
+    // bits ≤ 4, so the wider cases are not even instantiated.
+    if constexpr (WB == 4) {
+        switch (bits) {
+        case 1: slab_mma<1, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 2: slab_mma<2, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 3: slab_mma<3, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        default: slab_mma<4, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        }
+    } else {
+        static_assert(WB == 8, "slab buffers hold 4 or 8 words");
+        switch (bits) {
+        case 1: slab_mma<1, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 2: slab_mma<2, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 3: slab_mma<3, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 4: slab_mma<4, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 5: slab_mma<5, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 6: slab_mma<6, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        case 7: slab_mma<7, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        default: slab_mma<8, MT, NT, WB>(w, p, kt0, nt0, lane, b_rows, c); break;
+        }
     }
 }
 
 // Loads a lane's words of slab s of group g for MT row tiles (rows beyond the matrix read 0).
-template <int MT>
+template <int MT, int WB>
 __device__ __forceinline__ int32_t load_slab(const PackedArgs &p, int32_t tile0, int32_t g, int32_t s, int32_t lane,
-                                             uint32_t (&w)[MT][8]) {
+                                             uint32_t (&w)[MT][WB]) {
     const int2 meta = __ldg(&p.groups[g]);
     const int32_t b = meta.y;
 #pragma unroll
@@ -152,7 +165,7 @@ __device__ __forceinline__ int32_t load_slab(const PackedArgs &p, int32_t tile0,
         const bool inside = tile0 + m < p.row_tiles;
         const uint32_t *base = p.words + (size_t)(tile0 + m) * p.tile_words + meta.x + (size_t)s * b * 32 + lane;
 #pragma unroll
-        for (int i = 0; i < 8; i++) w[m][i] = (inside && i < b) ? __ldcs(base + i * 32) : 0u;
+        for (int i = 0; i < WB; i++) w[m][i] = (inside && i < b) ? __ldcs(base + i * 32) : 0u;
     }
     return b;
 }
@@ -174,9 +187,9 @@ __device__ __forceinline__ void unit_position(const PackedArgs &p, int32_t warp,
 
 // Multiplies one unit (slab s of group g, words `w`) into the state: group start loads the
 // affine maps and Σx̃, group end folds the group into the outputs.
-template <int MT, int NT>
+template <int MT, int NT, int WB>
 __device__ __forceinline__ void process_unit(const PackedArgs &p, int32_t g, int32_t s, int32_t bits,
-                                             const uint32_t (&w)[MT][8], int32_t tile0, int32_t nt0, int32_t lane,
+                                             const uint32_t (&w)[MT][WB], int32_t tile0, int32_t nt0, int32_t lane,
                                              const int32_t (&b_rows)[NT], WarpState<MT, NT> &st) {
     if (s == 0) {
 #pragma unroll
@@ -194,7 +207,7 @@ __device__ __forceinline__ void process_unit(const PackedArgs &p, int32_t g, int
             st.sx[nt] = token < p.tokens ? __ldg(&p.sums[(size_t)token * p.k_count + g]) : 0.0f;
         }
     }
-    slab_dispatch<MT, NT>(bits, w, p, (g * p.slabs + s) * 4, nt0, lane, b_rows, st.c);
+    slab_dispatch<MT, NT, WB>(bits, w, p, (g * p.slabs + s) * 4, nt0, lane, b_rows, st.c);
     if (s == p.slabs - 1) {  // y += a·Σq·x̃ + o·Σx̃ (the hi and lo columns summed)
 #pragma unroll
         for (int m = 0; m < MT; m++)
@@ -206,10 +219,12 @@ __device__ __forceinline__ void process_unit(const PackedArgs &p, int32_t g, int
     }
 }
 
-// UNITS slabs are processed per step while the next UNITS are loaded (decode: 2, so a warp keeps
-// up to four slabs of code words in flight; prefill is compute-bound: 1).
-template <int MT, int NT, int UNITS>
-__global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(PackedArgs p) {
+// UNITS slabs are processed per step while the next UNITS are loaded: the decode GEMV is bound by
+// how many bytes of code words are in flight, so it keeps 2–8 slabs loading per warp (WB words
+// per slab in registers: 4 when every group has ≤ 4 bits, which halves the buffer and lets twice
+// the slabs fit); prefill is compute-bound and takes 1. MINB: blocks per SM to fit registers for.
+template <int MT, int NT, int UNITS, int WB, int MINB>
+__global__ void __launch_bounds__(256, MINB) packed_gemm_kernel(PackedArgs p) {
     SLIM_DYNAMIC_SHARED(float, partial);  // [W][MT·16][NT·4]
     constexpr int RT = MT * 16, TT = NT * 4;
     const int32_t warps = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -226,7 +241,7 @@ __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(
 
     // This warp's slabs: groups warp, warp + W, … each of `slabs` slabs.
     const int32_t units = warp < p.k_count ? (p.k_count - warp + warps - 1) / warps * p.slabs : 0;
-    uint32_t cur[UNITS][MT][8], next[UNITS][MT][8];
+    uint32_t cur[UNITS][MT][WB], next[UNITS][MT][WB];
     int32_t cur_bits[UNITS], next_bits[UNITS];
 #pragma unroll
     for (int k = 0; k < UNITS; k++) {
@@ -234,7 +249,7 @@ __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(
         if (k < units) {
             int32_t g, s;
             unit_position(p, warp, warps, k, &g, &s);
-            cur_bits[k] = load_slab<MT>(p, tile0, g, s, lane, cur[k]);
+            cur_bits[k] = load_slab<MT, WB>(p, tile0, g, s, lane, cur[k]);
         }
     }
     for (int32_t u0 = 0; u0 < units; u0 += UNITS) {
@@ -244,7 +259,7 @@ __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(
             if (u0 + UNITS + k < units) {
                 int32_t g, s;
                 unit_position(p, warp, warps, u0 + UNITS + k, &g, &s);
-                next_bits[k] = load_slab<MT>(p, tile0, g, s, lane, next[k]);
+                next_bits[k] = load_slab<MT, WB>(p, tile0, g, s, lane, next[k]);
             }
         }
 #pragma unroll
@@ -252,7 +267,7 @@ __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(
             if (u0 + k < units) {
                 int32_t g, s;
                 unit_position(p, warp, warps, u0 + k, &g, &s);
-                process_unit<MT, NT>(p, g, s, cur_bits[k], cur[k], tile0, nt0, lane, b_rows, st);
+                process_unit<MT, NT, WB>(p, g, s, cur_bits[k], cur[k], tile0, nt0, lane, b_rows, st);
             }
         }
 #pragma unroll
@@ -261,7 +276,7 @@ __global__ void __launch_bounds__(256, MT * NT == 1 ? 3 : 1) packed_gemm_kernel(
 #pragma unroll
             for (int m = 0; m < MT; m++)
 #pragma unroll
-                for (int i = 0; i < 8; i++) cur[k][m][i] = next[k][m][i];
+                for (int i = 0; i < WB; i++) cur[k][m][i] = next[k][m][i];
         }
     }
     const auto &yacc = st.y;
@@ -327,7 +342,7 @@ int prepare_x(slim_cuda_context *ctx, XScratch &scratch, const float *d_x, int32
     return 0;
 }
 
-template <int MT, int NT, int UNITS>
+template <int MT, int NT, int UNITS, int WB, int MINB>
 static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t max_warps) {
     const dim3 grid((unsigned)((args.row_tiles + MT - 1) / MT), (unsigned)((args.ntiles + NT - 1) / NT));
     const int64_t blocks = (int64_t)grid.x * grid.y;
@@ -337,7 +352,7 @@ static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t
                                              : next_pow2((int)((ctx->multiprocessors * 32 + blocks - 1) / blocks));
     warps = max(1, min(warps, min(max_warps, args.k_count)));
     const size_t shared = sizeof(float) * (size_t)warps * MT * 16 * NT * 4;
-    SLIM_LAUNCH(grid, warps * 32, shared, ctx->stream, packed_gemm_kernel<MT, NT, UNITS>)(args);
+    SLIM_LAUNCH(grid, warps * 32, shared, ctx->stream, packed_gemm_kernel<MT, NT, UNITS, WB, MINB>)(args);
     SLIM_KERNEL_CHECK(ctx, "packed_gemm");
     return 0;
 }
@@ -366,9 +381,27 @@ int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep
     p.ntiles = (x.tokens + 3) / 4;
     p.accumulate = accumulate ? 1 : 0;
     if (lin->rows == 0) return 0;
-    if (x.tokens <= 4) return launch_packed<1, 1, 2>(ctx, p, 8);
-    if (x.tokens <= 8) return launch_packed<2, 2, 1>(ctx, p, 8);
-    return launch_packed<2, 4, 1>(ctx, p, 8);
+    if (x.tokens <= 4) {
+        // Slabs in flight per warp (SLIM_CUDA_DEPTH). Automatic: 8 for ≤ 4-bit matrices (124
+        // registers, 2 blocks of 8 warps per SM: ~32 KB of 2-bit codes in flight per SM, what
+        // Little's law asks of HBM3 at ~1 µs loaded latency; depth 4 keeps 3 blocks but half
+        // the bytes per warp), 4 for wider ones (8-word buffers; depth 8 is not built for them).
+        // A model-based choice until `slim-gpu-check --sweep` has been run on a GPU.
+        const int32_t depth = ctx->depth_override > 0 ? ctx->depth_override : (lin->max_bits <= 4 ? 8 : 4);
+        if (lin->max_bits <= 4) {
+            if (depth == 2) return launch_packed<1, 1, 2, 4, 3>(ctx, p, 8);
+            if (depth == 8) return launch_packed<1, 1, 8, 4, 2>(ctx, p, 8);
+            return launch_packed<1, 1, 4, 4, 3>(ctx, p, 8);
+        }
+        if (depth == 2) return launch_packed<1, 1, 2, 8, 3>(ctx, p, 8);
+        return launch_packed<1, 1, 4, 8, 2>(ctx, p, 8);
+    }
+    if (lin->max_bits <= 4) {
+        if (x.tokens <= 8) return launch_packed<2, 2, 1, 4, 1>(ctx, p, 8);
+        return launch_packed<2, 4, 1, 4, 1>(ctx, p, 8);
+    }
+    if (x.tokens <= 8) return launch_packed<2, 2, 1, 8, 1>(ctx, p, 8);
+    return launch_packed<2, 4, 1, 8, 1>(ctx, p, 8);
 }
 
 }  // namespace slim
