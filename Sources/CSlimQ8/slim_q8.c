@@ -60,6 +60,25 @@ void slim_q8_prepare(const slim_q8_matrix *m, const float *padded_x, int8_t *x8,
     }
 }
 
+void slim_q8_dequantize(const slim_q8_matrix *m, const int8_t *x8, const float *scale, float *padded_x) {
+    for (int32_t g = 0; g < m->groups; g++) {
+        const int32_t p = m->field_bits[g], regs = 8 / p, F = m->fields[g], n = m->word_sets[g];
+        float *x = padded_x + m->padded_offset[g];
+        const int8_t *in = x8 + m->x8_offset[g];
+        const float *d = scale + m->x8_offset[g] / 32;
+        for (int32_t k = 0; k < n; k++)
+            for (int32_t s = 0; s < regs; s++) {
+                const int8_t *block = in + (k * regs + s) * 32;
+                const float db = d[k * regs + s];
+                for (int32_t i = 0; i < 8; i++)
+                    for (int32_t j = 0; j < 4; j++) {
+                        const int32_t f = j * regs + s;
+                        if (f < F) x[8 * (k * F + f) + i] = db * (float)block[4 * i + j];
+                    }
+            }
+    }
+}
+
 // MARK: - Scalar reference
 
 // Σ lanes in the AVX2 path's order: (l0+l4)+(l2+l6) + (l1+l5)+(l3+l7).

@@ -166,15 +166,17 @@ extension PackedMatrix {
         if tokens == 1 { return gemv(x: x, y: out, threads: threads) }
         let cp = paddedColumns
         // Padded activations (a copy only when some group is padded).
-        var xp = x
-        var owned: UnsafeMutablePointer<Float>?
-        if cp != columns {
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tokens * cp)
-            for t in 0..<tokens { pad(x + t * columns, into: buffer + t * cp) }
-            owned = buffer
-            xp = UnsafePointer(buffer)
-        }
-        defer { owned?.deallocate() }
+        if cp == columns { return gemmPadded(xp: x, tokens: tokens, out: out, threads: threads) }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tokens * cp)
+        defer { buffer.deallocate() }
+        for t in 0..<tokens { pad(x + t * columns, into: buffer + t * cp) }
+        gemmPadded(xp: buffer, tokens: tokens, out: out, threads: threads)
+    }
+
+    /// `gemm` on activations already in the padded column order (tokens × paddedColumns, zeros
+    /// in the padding).
+    func gemmPadded(xp: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
+        let cp = paddedColumns
         let block = min(rows, 256)
         let tile = UnsafeMutablePointer<Float>.allocate(capacity: block * cp)
         defer { tile.deallocate() }

@@ -77,6 +77,56 @@ extension PackedMatrix {
         }
     }
 
+    /// out[tokens × rows] = x[tokens × columns] · Ŵᵀ with int8 activations, the same product as
+    /// `gemvInt8` for every token: one token runs it; more (prefill, scoring) multiply the fp32
+    /// kernels with x̃ = d_b·x8, the values the int8 kernel sees, and correct the offsets to the
+    /// exact Σx (y = Ŵ·x̃ + o·(Σx − Σx̃)). Equal to per-token `gemvInt8` up to float summation order.
+    public func gemmInt8(x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>,
+                         threads: Int = Kernels.defaultThreads) {
+        guard tokens > 0, rows > 0 else { return }
+        if tokens == 1 { return gemvInt8(x: x, y: out, threads: threads) }
+        let k = groupCount, cp = paddedColumns, blocks = q8.x8Bytes / 32
+        let xq = UnsafeMutablePointer<Float>.allocate(capacity: tokens * cp)
+        let delta = UnsafeMutablePointer<Float>.allocate(capacity: tokens * k)
+        defer { xq.deallocate(); delta.deallocate() }
+        // Per token (in parallel, each worker with its own scratch): x̃ and Σx − Σx̃ per group.
+        let workers = max(1, min(threads, tokens))
+        let stride = k + cp + blocks, x8Stride = (q8.x8Bytes + 31) / 32 * 32
+        let perWorker = (4 * stride + x8Stride + 31) / 32 * 32  // x8 32-byte aligned, as slim_q8.h asks
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: workers * perWorker, alignment: 32)
+        defer { scratch.deallocate() }
+        let args = RoundTripArgs(matrix: q8Matrix, x: x, xq: xq, delta: delta, scratch: scratch)
+        Kernels.parallelItems(workers: workers, items: tokens) { worker, t in
+            let base = args.scratch + worker * perWorker
+            let x8 = base.bindMemory(to: Int8.self, capacity: x8Stride)
+            let exact = (base + x8Stride).bindMemory(to: Float.self, capacity: stride)
+            let padded = exact + k, scale = padded + cp
+            let row = args.x + t * self.columns, dst = args.xq + t * cp
+            var matrix = args.matrix
+            self.pad(row, into: padded)
+            slim_q8_prepare(&matrix, padded, x8, scale)
+            slim_q8_dequantize(&matrix, x8, scale, dst)
+            self.groupSums(row, into: exact)
+            for g in 0..<k {
+                var sum: Float = 0
+                for j in 0..<(8 * self.fieldsPerWord[g] * self.wordSets[g]) { sum += dst[self.paddedOffset[g] + j] }
+                args.delta[t * k + g] = exact[g] - sum
+            }
+        }
+        gemmPadded(xp: xq, tokens: tokens, out: out, threads: threads)
+        // out[tokens × rows] += δ[tokens × k] · oᵀ
+        Kernels.sgemmNT(m: tokens, n: rows, k: k, a: delta, lda: k, b: o, ldb: k, c: out, ldc: rows,
+                        accumulate: true, threads: threads)
+    }
+
+    private struct RoundTripArgs: @unchecked Sendable {
+        let matrix: slim_q8_matrix
+        let x: UnsafePointer<Float>
+        let xq: UnsafeMutablePointer<Float>
+        let delta: UnsafeMutablePointer<Float>
+        let scratch: UnsafeMutableRawPointer
+    }
+
     /// The bound on |gemvInt8(x)[r] − Ŵ·x| from x's rounding: Σ_g |a_rg|·Σ_b (d_b/2)·Σ_j∈b q_j
     /// over the kernel's blocks (float64; for tests).
     public func int8ErrorBound(x: UnsafePointer<Float>, row r: Int) -> Double {

@@ -59,27 +59,43 @@ func addBias(_ bias: FloatTensor?, rows: Int, out: UnsafeMutablePointer<Float>, 
 
 // MARK: - Packed low-bit
 
+/// What a packed linear multiplies its codes with on the CPU.
+public enum PackedActivations: String, Sendable, CaseIterable {
+    /// The fp32 activations themselves: the exact product of the dequantized weights (the default).
+    case fp32
+    /// Activations quantized to int8 in blocks of 32 (llama.cpp's Q8_0 granularity): a decode step
+    /// runs the integer GEMV (`PackedMatrix.gemvInt8`, 2.5–3× the fp32 GEMV at LLaMA-7B shapes);
+    /// several rows (prefill, scoring) compute the same product with the fp32 kernels
+    /// (`gemmInt8`), so a perplexity measures what decoding computes.
+    case int8
+}
+
 /// A slim-packed linear layer run by the fused dequantize-and-multiply kernels of SlimPacking
-/// (GEMV for one row, tile dequantization + SGEMM for more).
+/// (GEMV for one row, tile dequantization + SGEMM for more; fp32 or int8 activations).
 public final class PackedLinearOperator: LinearOperator {
     public let matrix: PackedMatrix
     public let bias: FloatTensor?
+    public let activations: PackedActivations
 
     public var inFeatures: Int { matrix.columns }
     public var outFeatures: Int { matrix.rows }
 
     /// - Precondition: `bias`, when given, has `matrix.rows` elements.
-    public init(_ matrix: PackedMatrix, bias: FloatTensor? = nil) {
+    public init(_ matrix: PackedMatrix, bias: FloatTensor? = nil, activations: PackedActivations = .fp32) {
         if let bias {
             precondition(bias.count == matrix.rows, "PackedLinearOperator: bias has \(bias.count) elements, expected \(matrix.rows)")
         }
         self.matrix = matrix
         self.bias = bias
+        self.activations = activations
     }
 
     public func apply(x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, threads: Int) {
         guard rows > 0 else { return }
-        matrix.gemm(x: x, tokens: rows, out: out, threads: threads)
+        switch activations {
+        case .fp32: matrix.gemm(x: x, tokens: rows, out: out, threads: threads)
+        case .int8: matrix.gemmInt8(x: x, tokens: rows, out: out, threads: threads)
+        }
         addBias(bias, rows: rows, out: out, width: outFeatures)
     }
 }

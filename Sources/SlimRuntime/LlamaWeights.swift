@@ -91,9 +91,10 @@ public final class LlamaWeights: @unchecked Sendable {
     /// - Parameters:
     ///   - path: names the checkpoint in error messages.
     ///   - storage: whether F16/BF16 matrices are widened to fp32 (the default) or kept 16-bit.
+    ///   - packedActivations: what packed linears multiply their codes with (`PackedActivations`).
     /// - Throws: `FileError` for missing/misshapen/non-float tensors or inconsistent byte counts.
     public init(config: LlamaConfig, source: any TensorSource, path: String,
-                storage: DenseStorage = .fp32) throws(FileError) {
+                storage: DenseStorage = .fp32, packedActivations: PackedActivations = .fp32) throws(FileError) {
         let layout = TensorLayout(config: config, packedGroupSize: config.packing?.groupSize)
         try layout.validate(source, path: path)
         func view(_ name: String) throws(FileError) -> TensorView {
@@ -121,7 +122,7 @@ public final class LlamaWeights: @unchecked Sendable {
                     let packed = try PackedLinear(source: source, prefix: PackedFormat.prefix(ofWeight: module.weightName),
                                                   rows: module.outFeatures, columns: module.inFeatures,
                                                   groupSize: groupSize, path: path)
-                    linears.append(PackedLinearOperator(PackedMatrix(packed), bias: bias))
+                    linears.append(PackedLinearOperator(PackedMatrix(packed), bias: bias, activations: packedActivations))
                 } else {
                     switch try matrix(module.weightName) {
                     case .f32(let w): linears.append(DenseLinear(weight: w, bias: bias))
@@ -141,8 +142,10 @@ public final class LlamaWeights: @unchecked Sendable {
 
     /// The weights of a model opened by `LoadedModel` (already validated there; checked again
     /// cheaply here).
-    public convenience init(model: LoadedModel, storage: DenseStorage = .fp32) throws(FileError) {
-        try self.init(config: model.config, source: model.weights, path: model.path, storage: storage)
+    public convenience init(model: LoadedModel, storage: DenseStorage = .fp32,
+                            packedActivations: PackedActivations = .fp32) throws(FileError) {
+        try self.init(config: model.config, source: model.weights, path: model.path, storage: storage,
+                      packedActivations: packedActivations)
     }
 
     /// Bytes of fp32 memory this object allocated (converted or copied tensors), not counting

@@ -23,6 +23,12 @@ final class DeviceOptionTests: XCTestCase {
             (["generate", "--model", "m", "--prompt", "x", "--weights", "half"], "invalid value for '--weights'"),
             (["generate", "--model", "m", "--prompt", "x", "--cuda-lib", "/x.so"], "'--cuda-lib' applies only with '--device cuda'"),
             (["generate", "--model", "m", "--prompt", "x", "--device", "cuda", "--weights", "fp32"], "'--weights' applies only"),
+            (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--activations", "int4"],
+             "invalid value for '--activations': 'int4' (expected one of: fp32, int8)"),
+            (["eval-ppl", "--model", "m", "--dataset", "wikitext2", "--device", "cuda", "--activations", "int8"],
+             "'--activations' applies only with '--device cpu'"),
+            (["bench", "--model", "m", "--device", "cuda", "--activations", "fp32"], "'--activations' applies only"),
+            (["generate", "--model", "m", "--prompt", "x", "--device", "cuda", "--activations", "int8"], "'--activations' applies only"),
         ]
         for (args, expected) in cases {
             let r = runCLI(args)

@@ -82,6 +82,44 @@ final class PackedQ8Tests: XCTestCase {
         }
     }
 
+    /// Several tokens (prefill, scoring) compute what a decode step computes per token: the fp32
+    /// kernels on x̃ = d_b·x8 with the offsets corrected to the exact Σx equal `gemvInt8` up to
+    /// float summation order, on every bit mix, ragged groups and 1–8-bit fields.
+    func testSeveralTokensMatchPerTokenGEMV() throws {
+        var cases = PackedFormatTests.cases.map { ($0.columns, $0.groupSize, $0.bits) }
+        cases += [(576, 128, [2, 3, 1, 2, 4]), (1024, 512, [8, 4]), (300, 100, [3, 4, 2])]
+        for (index, c) in cases.enumerated() {
+            let rows = 29
+            let packed = try RandomLayer(rows: rows, columns: c.0, groupSize: c.1, bits: c.2, seed: UInt64(200 + index)).packed()
+            let matrix = PackedMatrix(packed)
+            let w = packed.dequantize()
+            var rng = SplitMix(seed: UInt64(index))
+            for tokens in [2, 5] {
+                var x = rng.floats(tokens * c.0)
+                for j in 0..<c.0 { x[j] *= 300 }  // a token of large activations
+                var batched = [Float](repeating: .nan, count: tokens * rows)
+                var single = batched
+                x.withUnsafeBufferPointer { xb in
+                    batched.withUnsafeMutableBufferPointer {
+                        matrix.gemmInt8(x: xb.baseAddress!, tokens: tokens, out: $0.baseAddress!, threads: 2)
+                    }
+                    single.withUnsafeMutableBufferPointer { yb in
+                        for t in 0..<tokens {
+                            matrix.gemvInt8(x: xb.baseAddress! + t * c.0, y: yb.baseAddress! + t * rows, threads: 1, simd: false)
+                        }
+                    }
+                }
+                let magnitude = PackedKernelTests.magnitude(w, rows: rows, columns: c.0, x: x, tokens: tokens)
+                for i in 0..<(tokens * rows) {
+                    let label = "bits \(c.2) C=\(c.0) G=\(c.1) T=\(tokens) token \(i / rows) row \(i % rows)"
+                    XCTAssertFalse(batched[i].isNaN || single[i].isNaN, "NaN: \(label)")
+                    XCTAssertLessThanOrEqual(abs(Double(batched[i]) - Double(single[i])), 4e-6 * magnitude[i] + 1e-6,
+                                             "batched \(batched[i]) vs GEMV \(single[i]): \(label)")
+                }
+            }
+        }
+    }
+
     func testNonFiniteActivationsGiveNaNAndPaddingStaysClean() throws {
         let packed = try RandomLayer(rows: 5, columns: 44, groupSize: 32, bits: [2, 3], seed: 8).packed()
         let matrix = PackedMatrix(packed)

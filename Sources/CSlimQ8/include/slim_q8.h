@@ -57,6 +57,10 @@ int64_t slim_q8_group_bytes(int32_t field_bits, int32_t word_sets);
  * scale NaN (the row's output becomes NaN, as with fp32 activations). */
 void slim_q8_prepare(const slim_q8_matrix *m, const float *padded_x, int8_t *x8, float *scale);
 
+/* The activations the kernel multiplies with, back in m's padded column order: d_b · x8 at every
+ * column a block covers, 0 in the padding (fields past F). For the several-token path, which
+ * multiplies these with the fp32 kernels (SlimPacking/PackedQ8.swift). */
+void slim_q8_dequantize(const slim_q8_matrix *m, const int8_t *x8, const float *scale, float *padded_x);
 /* y[r] (+)= row r · x for r in [row_begin, row_end); simd = 0: the scalar reference, else the
  * AVX2 path when the CPU has it (the reference otherwise). */
 void slim_q8_gemv_rows(const slim_q8_matrix *m, const slim_q8_activations *x, int64_t row_begin, int64_t row_end,

@@ -37,13 +37,14 @@ struct BenchCommand: SlimCommand {
             .option("repetitions", short: "r", value: "<n>", help: "Timed runs per test.", default: "5"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print results as JSON."),
-        ] + DeviceSelection.options + [CPUWeights.option])
+        ] + DeviceSelection.options + [CPUWeights.option, PackedActivations.option])
 
     let model: String?
     let synthetic: SyntheticModel?
     let bits: Int
     let device: DeviceSelection
     let weights: CPUWeights
+    let activations: PackedActivations
     let promptTokens: Int
     let genTokens: Int
     let repetitions: Int
@@ -53,6 +54,7 @@ struct BenchCommand: SlimCommand {
     init(_ args: ParsedArguments) throws(UsageError) {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
+        activations = try PackedActivations(args, device: device.device)
         synthetic = args.isSet("synthetic") ? try args.choice("synthetic", default: SyntheticModel.llama7b) : nil
         if synthetic != nil {
             guard !args.isSet("model") else { throw UsageError("'--synthetic' and '--model' are mutually exclusive") }
@@ -140,11 +142,13 @@ struct BenchCommand: SlimCommand {
 
     private func cpuWorkload(capacity: Int) throws -> Workload {
         let loaded = try LoadedModel(path: model!)
-        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads)
+        try activations.check(loaded)
+        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations),
+                                     threads: threads)
         let session = try InferenceSession(model: runtime, capacity: capacity)
         return Workload(name: "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))",
                         size: weightBytes(loaded), parameters: loaded.parameterCount, vocab: loaded.config.vocabSize,
-                        backend: "CPU",
+                        backend: activations == .int8 && loaded.config.packing != nil ? "CPU, int8 activations" : "CPU",
                         prefill: { _ = try session.prefill($0, logits: .last) },
                         step: { _ = try session.step($0) },
                         reset: { session.reset() })

@@ -43,7 +43,7 @@ struct EvalPPLCommand: SlimCommand {
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print the result as JSON."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
-        ] + DeviceSelection.options + [CPUWeights.option])
+        ] + DeviceSelection.options + [CPUWeights.option, PackedActivations.option])
 
     let model: String
     let dataset: String
@@ -57,10 +57,12 @@ struct EvalPPLCommand: SlimCommand {
     let preferJSON: Bool
     let device: DeviceSelection
     let weights: CPUWeights
+    let activations: PackedActivations
 
     init(_ args: ParsedArguments) throws(UsageError) {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
+        activations = try PackedActivations(args, device: device.device)
         model = try args.required("model", "<dir|file.gguf>")
         dataset = try args.required("dataset", "<name|file>")
         split = args.isSet("split") ? try args.choice("split", default: Split.test) : nil
@@ -110,7 +112,9 @@ struct EvalPPLCommand: SlimCommand {
             let context = try device.openContext(console: console)
             scorer = GPUScorer(model: try CUDAModel(context: context, model: loaded, capacity: ctx))
         } else {
-            scorer = RuntimeScorer(model: LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads))
+            try activations.check(loaded)
+            let runtime = try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations)
+            scorer = RuntimeScorer(model: LlamaModel(weights: runtime, threads: threads))
         }
         let bar = ProgressBar(console: console, label: "eval-ppl", total: windows)
         let result = try evaluator.evaluate(tokens: tokens, model: scorer) { p in

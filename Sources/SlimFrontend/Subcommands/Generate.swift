@@ -35,6 +35,7 @@ struct GenerateCommand: SlimCommand {
             .option("seed", value: "<n>", help: "Sampling seed.", default: "0"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             CPUWeights.option,
+            PackedActivations.option,
             .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
         ] + DeviceSelection.options)
@@ -48,6 +49,7 @@ struct GenerateCommand: SlimCommand {
     let seed: Int
     let threads: Int
     let weights: CPUWeights
+    let activations: PackedActivations
     let device: DeviceSelection
     let ignoreEOS: Bool
     let preferJSON: Bool
@@ -63,6 +65,7 @@ struct GenerateCommand: SlimCommand {
         threads = try args.int("threads", default: Kernels.defaultThreads, in: 1...4096)
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
+        activations = try PackedActivations(args, device: device.device)
         ignoreEOS = args.has("ignore-eos")
         preferJSON = args.has("prefer-json")
     }
@@ -86,7 +89,9 @@ struct GenerateCommand: SlimCommand {
             prefill = { try gpu.forward(promptIDs, logits: .last) }
             step = { try gpu.forward([$0], logits: .last) }
         } else {
-            let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage), threads: threads)
+            try activations.check(loaded)
+            let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations),
+                                     threads: threads)
             let session = try InferenceSession(model: runtime, capacity: capacity)
             prefill = { try session.prefill(promptIDs, logits: .last) }
             step = { try session.step($0) }
