@@ -78,11 +78,18 @@ extension PackedActivations {
         if args.isSet("activations"), device != .cpu { throw UsageError("'--activations' applies only with '--device cpu'") }
     }
 
-    /// - Throws: `FileError` naming the model when int8 is asked of one without packed linears
-    ///   (nothing would use it, and a silent fp32 run would be mistaken for an int8 one).
-    func check(_ loaded: LoadedModel) throws(FileError) {
-        guard self == .int8, loaded.config.packing == nil else { return }
+}
+
+/// The CPU runtime of `loaded` as `--weights` and `--activations` ask (eval-ppl, bench, generate).
+/// - Throws: `FileError` for bad weights, or naming the model when int8 activations are asked of
+///   one without packed linears (nothing would use them, and a silent fp32 run would be mistaken
+///   for an int8 one).
+func cpuModel(_ loaded: LoadedModel, weights: CPUWeights, activations: PackedActivations, threads: Int) throws(FileError)
+    -> LlamaModel {
+    if activations == .int8, loaded.config.packing == nil {
         throw FileError(loaded.path, "'--activations int8' applies to packed checkpoints (slim-quant quantize output); "
                         + "this model has no packed linears")
     }
+    let runtime = try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations)
+    return LlamaModel(weights: runtime, threads: threads)
 }

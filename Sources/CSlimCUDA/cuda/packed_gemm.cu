@@ -357,6 +357,26 @@ static int launch_packed(slim_cuda_context *ctx, const PackedArgs &args, int32_t
     return 0;
 }
 
+// The kernel for slab buffers of WB words (4: every group ≤ 4 bits) and this many tokens.
+template <int WB>
+static int launch_width(slim_cuda_context *ctx, const PackedArgs &p) {
+    if (p.tokens <= 4) {
+        // Slabs in flight per warp (SLIM_CUDA_DEPTH). Automatic: 8 for ≤ 4-bit matrices (124
+        // registers, 2 blocks of 8 warps per SM: ~32 KB of 2-bit codes in flight per SM, what
+        // Little's law asks of HBM3 at ~1 µs loaded latency; depth 4 keeps 3 blocks but half
+        // the bytes per warp), 4 for wider ones (8-word buffers; depth 8 is not built for them).
+        // A model-based choice until `slim-gpu-check --sweep` has been run on a GPU.
+        const int32_t depth = ctx->depth_override > 0 ? ctx->depth_override : (WB == 4 ? 8 : 4);
+        if (depth == 2) return launch_packed<1, 1, 2, WB, 3>(ctx, p, 8);
+        if constexpr (WB == 4) {
+            if (depth == 8) return launch_packed<1, 1, 8, WB, 2>(ctx, p, 8);
+        }
+        return launch_packed<1, 1, 4, WB, WB == 4 ? 3 : 2>(ctx, p, 8);
+    }
+    if (p.tokens <= 8) return launch_packed<2, 2, 1, WB, 1>(ctx, p, 8);
+    return launch_packed<2, 4, 1, WB, 1>(ctx, p, 8);
+}
+
 int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep &x, float *d_y, bool accumulate) {
     SLIM_REQUIRE(lin->packed, "packed_gemm: not a packed linear");
     SLIM_REQUIRE(x.columns == lin->cols && x.group_size == lin->group_size,
@@ -381,27 +401,7 @@ int packed_gemm(slim_cuda_context *ctx, const slim_cuda_linear *lin, const XPrep
     p.ntiles = (x.tokens + 3) / 4;
     p.accumulate = accumulate ? 1 : 0;
     if (lin->rows == 0) return 0;
-    if (x.tokens <= 4) {
-        // Slabs in flight per warp (SLIM_CUDA_DEPTH). Automatic: 8 for ≤ 4-bit matrices (124
-        // registers, 2 blocks of 8 warps per SM: ~32 KB of 2-bit codes in flight per SM, what
-        // Little's law asks of HBM3 at ~1 µs loaded latency; depth 4 keeps 3 blocks but half
-        // the bytes per warp), 4 for wider ones (8-word buffers; depth 8 is not built for them).
-        // A model-based choice until `slim-gpu-check --sweep` has been run on a GPU.
-        const int32_t depth = ctx->depth_override > 0 ? ctx->depth_override : (lin->max_bits <= 4 ? 8 : 4);
-        if (lin->max_bits <= 4) {
-            if (depth == 2) return launch_packed<1, 1, 2, 4, 3>(ctx, p, 8);
-            if (depth == 8) return launch_packed<1, 1, 8, 4, 2>(ctx, p, 8);
-            return launch_packed<1, 1, 4, 4, 3>(ctx, p, 8);
-        }
-        if (depth == 2) return launch_packed<1, 1, 2, 8, 3>(ctx, p, 8);
-        return launch_packed<1, 1, 4, 8, 2>(ctx, p, 8);
-    }
-    if (lin->max_bits <= 4) {
-        if (x.tokens <= 8) return launch_packed<2, 2, 1, 4, 1>(ctx, p, 8);
-        return launch_packed<2, 4, 1, 4, 1>(ctx, p, 8);
-    }
-    if (x.tokens <= 8) return launch_packed<2, 2, 1, 8, 1>(ctx, p, 8);
-    return launch_packed<2, 4, 1, 8, 1>(ctx, p, 8);
+    return lin->max_bits <= 4 ? launch_width<4>(ctx, p) : launch_width<8>(ctx, p);
 }
 
 }  // namespace slim

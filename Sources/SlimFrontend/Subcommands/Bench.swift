@@ -142,13 +142,11 @@ struct BenchCommand: SlimCommand {
 
     private func cpuWorkload(capacity: Int) throws -> Workload {
         let loaded = try LoadedModel(path: model!)
-        try activations.check(loaded)
-        let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations),
-                                     threads: threads)
+        let runtime = try cpuModel(loaded, weights: weights, activations: activations, threads: threads)
         let session = try InferenceSession(model: runtime, capacity: capacity)
         return Workload(name: "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))",
                         size: weightBytes(loaded), parameters: loaded.parameterCount, vocab: loaded.config.vocabSize,
-                        backend: activations == .int8 && loaded.config.packing != nil ? "CPU, int8 activations" : "CPU",
+                        backend: activations == .int8 ? "CPU, int8 activations" : "CPU",
                         prefill: { _ = try session.prefill($0, logits: .last) },
                         step: { _ = try session.step($0) },
                         reset: { session.reset() })

@@ -112,9 +112,7 @@ struct EvalPPLCommand: SlimCommand {
             let context = try device.openContext(console: console)
             scorer = GPUScorer(model: try CUDAModel(context: context, model: loaded, capacity: ctx))
         } else {
-            try activations.check(loaded)
-            let runtime = try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations)
-            scorer = RuntimeScorer(model: LlamaModel(weights: runtime, threads: threads))
+            scorer = RuntimeScorer(model: try cpuModel(loaded, weights: weights, activations: activations, threads: threads))
         }
         let bar = ProgressBar(console: console, label: "eval-ppl", total: windows)
         let result = try evaluator.evaluate(tokens: tokens, model: scorer) { p in

@@ -89,9 +89,7 @@ struct GenerateCommand: SlimCommand {
             prefill = { try gpu.forward(promptIDs, logits: .last) }
             step = { try gpu.forward([$0], logits: .last) }
         } else {
-            try activations.check(loaded)
-            let runtime = LlamaModel(weights: try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations),
-                                     threads: threads)
+            let runtime = try cpuModel(loaded, weights: weights, activations: activations, threads: threads)
             let session = try InferenceSession(model: runtime, capacity: capacity)
             prefill = { try session.prefill(promptIDs, logits: .last) }
             step = { try session.step($0) }
