@@ -1,30 +1,42 @@
 #!/usr/bin/env bash
 # GPU checks of the CUDA backend (`--device cuda`), for a machine with an NVIDIA GPU:
 #
-#   bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --emulator] [--quick]
+#   bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --rehearse | --emulator]
+#                             [--quick] [--steps LIST]
 #
 #   (no mode)     build everything here (nvcc + Swift), then run the checks.
 #   --bundle      (on a build machine; no GPU needed) write .build/gpu-bundle for a GPU machine
 #                 without a Swift toolchain: slim-quant and slim-gpu-check built with a static Swift
 #                 runtime, stripped and xz-compressed, libslimcuda.so, and the fixtures (stories260K,
 #                 WikiText-2, stories260K quantized with SliM-LLM at 2 and 3 bits: mixed 1…4-bit
-#                 groups of 32 with a ragged last group). About 40 MB: carry it to the GPU machine.
+#                 groups of 32 with a ragged last group). About 23 MB: carry it to the GPU machine.
+#                 Built in .build/static (a separate build path: SwiftPM does not relink a product
+#                 for --static-swift-stdlib alone) and refused unless it needs no Swift runtime.
 #   --build-only  build libslimcuda.so, slim-quant and slim-gpu-check (release), then stop.
 #   --skip-build  use .build/gpu-bundle when present (rebuilding libslimcuda.so with the local
 #                 nvcc when there is one), else what --build-only built (building what is missing).
+#   --rehearse    no GPU needed: the --skip-build path on .build/gpu-bundle exactly as a GPU machine
+#                 runs it (bundled binaries unpacked, bundled fixtures kept), the CPU emulator standing
+#                 in for the GPU; --quick, no LLaMA-7B-sized runs, no nvcc. A bundle that would waste
+#                 a GPU session fails here first.
 #   --emulator    no GPU needed: build libslimcuda-emulator.so (the same .cu sources compiled for
 #                 the CPU emulator of the CUDA runtime, scripts/build-cuda-emulator.sh) and run the
 #                 kernel, model and CPU-vs-"GPU" perplexity checks against it. Speed steps are
 #                 skipped (emulated timings mean nothing). CI runs this with --quick.
 #   --quick       fewer kernel cases; no LLaMA-7B-shape correctness matrices.
+#   --steps LIST  (GPU, --rehearse) a comma-separated subset of kernels,ppl,generate,speed,sweep,
+#                 baseline,sanitize (default all), so a GPU session can split the run over calls of
+#                 ≤ 10 minutes. Every step prints its wall time.
 #
-# Steps: (1) slim-gpu-check: every kernel vs the CPU / float64 reference on random packed matrices
-# (all bit mixes, ragged groups, NaN-poisoned outputs with guard elements), whole models vs
-# SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
-# bandwidth at LLaMA-7B shapes; (2) eval-ppl on the CPU and on the GPU for each packed checkpoint:
-# equal within 0.1 %; (3) decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target ≥ 200
-# tok/s on an H100); (4) the decode GEMV per warps-per-block setting; (5) fp16 cuBLAS GEMV via
-# torch in the same run. GEMV rates are cold-cache (weights cycled through 2 × L2 of copies).
+# Steps: kernels: slim-gpu-check, every kernel vs the CPU / float64 reference on random packed
+# matrices (all bit mixes, ragged groups, NaN-poisoned outputs with guard elements), whole models
+# vs SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
+# bandwidth at LLaMA-7B shapes (cold cache: weights cycled through 2 × L2 of copies); ppl: eval-ppl
+# on the CPU and on the GPU for each packed checkpoint, equal within 0.1 %; generate: greedy
+# continuations equal; speed: decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target
+# ≥ 200 tok/s on an H100); sweep: the decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS;
+# baseline: fp16 cuBLAS GEMV via torch in the same run; sanitize: compute-sanitizer's memcheck,
+# racecheck, synccheck and initcheck on the quick kernel set.
 #
 # Without a GPU it prints SKIP lines and exits 0. Exit status 1 when any check FAILs (SPEED lines
 # never fail). SmolLM2 is added when ~/.cache/slim-quant-fixtures/smollm2-135m-f32 (or
@@ -33,17 +45,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=all QUICK=()
-for arg in "$@"; do
-    case "$arg" in
+USAGE="usage: bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --rehearse | --emulator] [--quick] [--steps LIST]"
+ALL_STEPS=(kernels ppl generate speed sweep baseline sanitize)
+MODE=all QUICK=() STEPS=all
+while [[ $# -gt 0 ]]; do
+    case "$1" in
         --bundle) MODE=bundle ;;
         --build-only) MODE=build ;;
         --skip-build) MODE=check ;;
+        --rehearse) MODE=rehearse ;;
         --emulator) MODE=emulator ;;
         --quick) QUICK=(--quick) ;;
-        *) echo "usage: bash scripts/gpu-check.sh [--bundle | --build-only | --skip-build | --emulator] [--quick]" >&2; exit 64 ;;
+        --steps)
+            [[ $# -ge 2 ]] || { echo "error: --steps needs a list (${ALL_STEPS[*]})" >&2; exit 64; }
+            STEPS=$2; shift
+            for step in ${STEPS//,/ }; do
+                [[ " ${ALL_STEPS[*]} all " == *" $step "* ]] ||
+                    { echo "error: unknown step '$step' in --steps (known: ${ALL_STEPS[*]} all)" >&2; exit 64; }
+            done ;;
+        *) echo "$USAGE" >&2; exit 64 ;;
     esac
+    shift
 done
+# True when any of the named steps was asked for.
+wanted() {
+    local step
+    for step in "$@"; do [[ ",$STEPS," == *",all,"* || ",$STEPS," == *",$step,"* ]] && return 0; done
+    return 1
+}
 
 SHARED=${SLIM_SHARED_DIR:-../shared}
 BUNDLE=.build/gpu-bundle
@@ -124,6 +153,18 @@ fresh_fixtures() {
     prepare_fixtures "$dir" "$quantizer"
 }
 
+# Fails (naming the library) when executable $1 needs a shared library beyond the C/C++ runtime
+# every Linux has: the GPU machine has no Swift toolchain, so a libswiftCore.so dependency means a
+# bundle that cannot start there.
+self_contained() {
+    local extra
+    extra=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' |
+        grep -Ev '^(libc|libm|libz|libstdc\+\+|libgcc_s|libpthread|libdl|librt|libutil|ld-linux-x86-64)\.so' || true)
+    [[ -z $extra ]] && return 0
+    echo "error: $1 needs $(echo $extra) (not on a GPU machine without Swift): not a static-Swift build" >&2
+    return 1
+}
+
 unpack() {  # xz file → executable, with Python's lzma when xz is missing
     if command -v xz >/dev/null 2>&1; then xz -dc "$1" >"$2"; else
         ${PYTHON:-python3} -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
@@ -135,10 +176,14 @@ if [[ $MODE == bundle ]]; then
     need_swift
     note "bundle → $BUNDLE (static Swift runtime, stripped, xz)"
     bash scripts/build-cuda.sh
-    swift build -c release --static-swift-stdlib --product slim-quant
-    swift build -c release --static-swift-stdlib --product slim-gpu-check
+    for exe in slim-quant slim-gpu-check; do
+        swift build -c release --static-swift-stdlib --build-path .build/static --product $exe
+    done
     rm -rf "$BUNDLE" && mkdir -p "$BUNDLE"
-    for exe in slim-quant slim-gpu-check; do strip -o "$BUNDLE/$exe" "$BIN/$exe"; done
+    for exe in slim-quant slim-gpu-check; do
+        strip -o "$BUNDLE/$exe" ".build/static/release/$exe"
+        self_contained "$BUNDLE/$exe" || exit 1
+    done
     # Made by the very binary that ships, so the GPU machine's fresh_fixtures keeps them.
     prepare_fixtures "$BUNDLE/fixtures" "$BUNDLE/slim-quant"
     for exe in slim-quant slim-gpu-check; do xz -T0 -6 "$BUNDLE/$exe"; done
@@ -227,7 +272,7 @@ if [[ $MODE == emulator ]]; then
     exit 0
 fi
 
-if ! has_gpu; then
+if [[ $MODE != rehearse ]] && ! has_gpu; then
     if [[ $MODE == all ]]; then bash scripts/build-cuda.sh; fi  # the kernels still compile
     echo "SKIP kernel and model checks: no NVIDIA GPU (nvidia-smi lists none, no /proc/driver/nvidia/gpus)"
     echo "SKIP PPL CPU vs GPU: no NVIDIA GPU"
@@ -235,29 +280,47 @@ if ! has_gpu; then
     exit 0
 fi
 
-if [[ $MODE == check && -f "$BUNDLE/slim-quant.xz" ]]; then
+if [[ $MODE == rehearse ]]; then
+    [[ -f "$BUNDLE/slim-quant.xz" ]] || { echo "error: no $BUNDLE: run 'bash scripts/gpu-check.sh --bundle' first" >&2; exit 1; }
+    [[ -f .build/cuda/libslimcuda-emulator.so ]] || bash scripts/build-cuda-emulator.sh .build/cuda/libslimcuda-emulator.so
+    export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
+    QUICK=(--quick)
+    note "rehearsal: $BUNDLE as a GPU machine runs it, the CPU emulator standing in for the GPU"
+fi
+if [[ ($MODE == check || $MODE == rehearse) && -f "$BUNDLE/slim-quant.xz" ]]; then
     note "using $BUNDLE"
     BIN=$BUNDLE/bin FIX=$BUNDLE/fixtures
     mkdir -p "$BIN"
     for exe in slim-quant slim-gpu-check; do  # unpack again when the bundle is newer
         [[ -x "$BIN/$exe" && "$BIN/$exe" -nt "$BUNDLE/$exe.xz" ]] || unpack "$BUNDLE/$exe.xz" "$BIN/$exe"
     done
+    if [[ $MODE == rehearse ]]; then
+        # The GPU machine must keep the bundled fixtures: remade there, they would cost its time.
+        if [[ "$(cat "$FIX/.made-by" 2>/dev/null)" != "$(stamp "$BIN/slim-quant")" ]]; then
+            echo "FAIL bundle: its fixtures were not made by its slim-quant (a GPU machine would remake them)"
+            FAILURES=$((FAILURES + 1))
+        fi
     # Prefer the local nvcc (its CUDA matches the driver); else the bundled build.
-    if ! { { command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; } && bash scripts/build-cuda.sh "$BIN/libslimcuda.so"; }; then
+    elif ! { { command -v nvcc >/dev/null 2>&1 || [[ -n "${CUDA_HOME:-}" ]]; } && bash scripts/build-cuda.sh "$BIN/libslimcuda.so"; }; then
         echo "note: using the bundled libslimcuda.so (no local nvcc, or its build failed)"
         unpack "$BUNDLE/libslimcuda.so.xz" "$BIN/libslimcuda.so"
     fi
+elif [[ $MODE == rehearse ]]; then
+    exit 1  # unreachable: checked above
 elif [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
     build_binaries
 fi
-nvidia-smi -L 2>/dev/null || true
+[[ $MODE == rehearse ]] || nvidia-smi -L 2>/dev/null || true
 
 fresh_fixtures "$FIX" "$BIN/slim-quant"
 MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
         "$FIX/tiny-llama-f16" "$FIX/tiny-llama-bf16" "$FIX/bias-llama" "$FIX/bias-llama-rtn4")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
-if [[ -f "$SMOL/model.safetensors" ]]; then
+if [[ $MODE == rehearse ]]; then
+    PACKED=("$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2")  # the emulator is slow
+    echo "SKIP SmolLM2 checks: rehearsal (too slow on the emulator)"
+elif [[ -f "$SMOL/model.safetensors" ]] && wanted kernels ppl generate; then
     if [[ ! -d "$FIX/smollm2-rtn4" ]]; then
         note "quantize SmolLM2-135M (RTN 4-bit, group 128) for the packed checks"
         $BIN/slim-quant quantize --model "$SMOL" --bits 4 --method rtn --out "$FIX/smollm2-rtn4" \
@@ -266,33 +329,92 @@ if [[ -f "$SMOL/model.safetensors" ]]; then
     MODELS+=("$SMOL" "$FIX/smollm2-rtn4")
     PACKED+=("$FIX/smollm2-rtn4:2048:2")
 else
-    echo "SKIP SmolLM2 checks: no fixture at $SMOL (scripts/prepare-fixtures.sh)"
+    echo "SKIP SmolLM2 checks: no fixture at $SMOL (scripts/prepare-fixtures.sh), or no step uses it"
 fi
 
-note "kernels, models, GEMV bandwidth (slim-gpu-check)"
-MODEL_ARGS=()
-for m in "${MODELS[@]}"; do MODEL_ARGS+=(--model "$m"); done
-$BIN/slim-gpu-check --require-gpu "${QUICK[@]}" "${MODEL_ARGS[@]}" || FAILURES=$((FAILURES + 1))
+# MARK: steps (--steps picks a subset, so a GPU session can split them over calls of ≤ 10 min)
 
-note "perplexity: CPU vs GPU (WikiText-2, paper protocol)"
-ppl_checks "${PACKED[@]}"
-note "generate: CPU vs GPU (greedy)"
-generate_checks "${MODELS[@]}"
+step_kernels() {
+    local args=(--require-gpu "${QUICK[@]}") m
+    [[ $MODE == rehearse ]] && args+=(--no-speed)  # emulated GEMV rates at LLaMA-7B shapes take hours
+    for m in "${MODELS[@]}"; do args+=(--model "$m"); done
+    $BIN/slim-gpu-check "${args[@]}" || FAILURES=$((FAILURES + 1))
+}
 
-note "decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
-for bits in 2 3; do
-    $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
+step_ppl() { ppl_checks "${PACKED[@]}"; }
+
+step_generate() { generate_checks "${MODELS[@]}"; }
+
+step_speed() {
+    if [[ $MODE == rehearse ]]; then
+        echo "SKIP bench --synthetic llama-7b: rehearsal (the emulator would take hours)"
+    else
+        for bits in 2 3; do
+            $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 ||
+                FAILURES=$((FAILURES + 1))
+        done
+    fi
+    $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
+}
+
+step_sweep() {
+    $BIN/slim-gpu-check --sweep "${QUICK[@]}" || echo "SKIP decode sweep: slim-gpu-check --sweep failed"
+}
+
+step_baseline() {
+    ${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"
+}
+
+# compute-sanitizer catches what neither the emulator nor result checks can: races in shared
+# memory between warps, missing barriers (synccheck), reads of device memory nobody wrote
+# (initcheck), out-of-bounds accesses the guard elements miss. The quick kernel set and two small
+# models, every tool bounded by SLIM_SANITIZE_TIMEOUT seconds (default 120).
+step_sanitize() {
+    local cs tool rc log limit=${SLIM_SANITIZE_TIMEOUT:-120}
+    cs=$(command -v compute-sanitizer || true)
+    for dir in "${CUDA_HOME:-}" /usr/local/cuda; do
+        if [[ -z $cs && -n $dir && -x $dir/bin/compute-sanitizer ]]; then cs=$dir/bin/compute-sanitizer; fi
+    done
+    if [[ $MODE == rehearse || -z $cs ]]; then
+        echo "SKIP compute-sanitizer: ${cs:+rehearsal (no GPU)}${cs:-not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)}"
+        return
+    fi
+    for tool in memcheck racecheck synccheck initcheck; do
+        log=$FIX/sanitize-$tool.log rc=0
+        timeout "$limit" "$cs" --tool $tool --error-exitcode 99 --print-limit 20 \
+            $BIN/slim-gpu-check --require-gpu --quick --no-speed \
+            --model "$FIX/stories260K-slim2" --model "$FIX/tiny-llama-f16" >"$log" 2>&1 || rc=$?
+        if [[ $rc == 0 ]]; then
+            echo "PASS compute-sanitizer --tool $tool: no hazards ($(tail -1 "$log"))"
+        else
+            echo "FAIL compute-sanitizer --tool $tool: exit $rc (99: hazards found, 124: over $limit s, 1: a check failed)"
+            grep -m 40 -E '^=========|^FAIL' "$log" || tail -20 "$log"
+            FAILURES=$((FAILURES + 1))
+        fi
+    done
+}
+
+declare -A TITLES=(
+    [kernels]="kernels, models, GEMV bandwidth (slim-gpu-check)"
+    [ppl]="perplexity: CPU vs GPU (WikiText-2, paper protocol)"
+    [generate]="generate: CPU vs GPU (greedy)"
+    [speed]="decode speed: synthetic LLaMA-7B (target ≥ 200 tok/s on an H100) and a real packed checkpoint"
+    [sweep]="tuning: decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS (the automatic choice is depth 0, warps 0)"
+    [baseline]="baseline: fp16 cuBLAS GEMV via torch"
+    [sanitize]="compute-sanitizer: memcheck, racecheck, synccheck, initcheck on the quick kernel set"
+)
+for step in "${ALL_STEPS[@]}"; do
+    wanted $step || continue
+    note "${TITLES[$step]}"
+    began=$SECONDS
+    step_$step
+    echo "-- step $step: $((SECONDS - began)) s"
 done
-$BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
 
-note "tuning: decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS (the automatic choice is depth 0, warps 0)"
-$BIN/slim-gpu-check --sweep || echo "SKIP decode sweep: slim-gpu-check --sweep failed"
-
-note "baseline: fp16 cuBLAS GEMV via torch"
-${PYTHON:-python3} scripts/bench/torch_gemv.py || echo "SKIP torch cuBLAS baseline: the script failed"
-
+label=gpu-check
+[[ $MODE == rehearse ]] && label="gpu-check (rehearsal of $BUNDLE on the emulator)"
 if [[ $FAILURES -gt 0 ]]; then
-    echo "gpu-check: $FAILURES step(s) FAILED"
+    echo "$label: $FAILURES step(s) FAILED"
     exit 1
 fi
-echo "gpu-check: all checks passed"
+echo "$label: all checks passed"
