@@ -41,6 +41,25 @@ extension CUDAContext {
                                         Int32(headDim)), "attention")
     }
 
+    /// Mean seconds per attention launch of `rows` rows at positions `start`… (key splits and
+    /// their combination included), cycling through `caches` K/V caches `cacheStride` elements
+    /// apart in `keys`/`values` (more bytes than the L2 holds: cold-cache timing), and the number
+    /// of key splits used.
+    public func attentionTime(q: CUDABuffer<Float>, keys: CUDABuffer<Float>, values: CUDABuffer<Float>,
+                              cacheStride: Int, caches: Int, out: CUDABuffer<Float>, rows: Int, start: Int, heads: Int,
+                              kvHeads: Int, headDim: Int, iterations: Int) throws(CUDAError) -> (seconds: Double, splits: Int) {
+        let qDim = heads * headDim, kvDim = kvHeads * headDim
+        precondition(caches >= 1 && q.count >= rows * qDim && out.count >= rows * qDim
+                     && keys.count >= (caches - 1) * cacheStride + (start + rows) * kvDim
+                     && values.count >= (caches - 1) * cacheStride + (start + rows) * kvDim, "attentionTime: buffers too small")
+        var seconds = 0.0, splits: Int32 = 0
+        try check(library.api.attention_time(handle, q.typed(Float.self), keys.typed(Float.self), values.typed(Float.self),
+                                             Int64(cacheStride), Int32(caches), out.typed(Float.self), Int32(rows),
+                                             Int32(start), Int32(heads), Int32(kvHeads), Int32(headDim), Int32(iterations),
+                                             &seconds, &splits), "attention timing")
+        return (seconds, Int(splits))
+    }
+
     /// out[r] = −log softmax(logits[r])[targets[r]] in fp64, for `rows` rows of `vocab`.
     public func negativeLogLikelihoods(logits: CUDABuffer<Float>, targets: CUDABuffer<Int32>, rows: Int, vocab: Int,
                                        out: CUDABuffer<Double>) throws(CUDAError) {

@@ -14,6 +14,7 @@ struct OpChecks {
         rope()
         siluMul()
         attention()
+        attentionTiming()
         nll()
     }
 
@@ -97,11 +98,17 @@ struct OpChecks {
         }
     }
 
-    func attention() {
-        let cases = [(4, 4, 8, 1, 0), (4, 2, 64, 1, 37), (9, 3, 64, 17, 0), (9, 3, 64, 5, 100), (32, 8, 128, 1, 300),
-                     (8, 8, 128, 40, 10), (4, 1, 256, 3, 5), (32, 32, 128, 70, 0)]
+    /// (heads, kvHeads, headDim, rows, start). Decode steps (rows 1–4) are split over the keys
+    /// when the grid is smaller than the GPU: long contexts (2047: LLaMA-7B's last position),
+    /// contexts shorter than one tile per split, odd and non-multiple-of-4 head dims (scalar loads).
+    static let attentionCases = [(4, 4, 8, 1, 0), (4, 2, 64, 1, 37), (9, 3, 64, 17, 0), (9, 3, 64, 5, 100),
+                                 (32, 8, 128, 1, 300), (8, 8, 128, 40, 10), (4, 1, 256, 3, 5), (32, 32, 128, 70, 0),
+                                 (32, 32, 128, 1, 2047), (9, 3, 64, 1, 1000), (8, 4, 128, 4, 700), (2, 1, 6, 1, 90),
+                                 (3, 3, 33, 2, 64)]
+
+    func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, suffix: String = "") {
         for (heads, kvHeads, d, rows, start) in cases {
-            let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)"
+            let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)\(suffix)"
             report.run(label) {
                 var rng = Random(seed: UInt64(heads * 1000 + d + rows + start))
                 let qDim = heads * d, kvDim = kvHeads * d, context_ = start + rows
@@ -134,6 +141,28 @@ struct OpChecks {
                 report.compare(label, got: try out.download(), want: want, scale: want.map { _ in 1 }, tolerance: 1e-5) {
                     "[row \($0 / qDim), head \(($0 % qDim) / d), \($0 % d)]"
                 }
+            }
+        }
+    }
+
+    /// attention_time runs the model's launch path (a decode step with key splits on a GPU of more
+    /// SMs than KV heads), returns a positive time and leaves a finite output.
+    func attentionTiming() {
+        report.run("attention_time") {
+            let heads = 8, d = 64, positions = 300, kvDim = heads * d
+            var rng = Random(seed: 7)
+            let q = try CUDABuffer(context: context, values: rng.values(kvDim))
+            let keys = try CUDABuffer(context: context, values: rng.values(2 * positions * kvDim))
+            let values = try CUDABuffer(context: context, values: rng.values(2 * positions * kvDim))
+            let out = try poisoned(kvDim)
+            let (seconds, splits) = try context.attentionTime(q: q, keys: keys, values: values, cacheStride: positions * kvDim,
+                                                              caches: 2, out: out, rows: 1, start: positions - 1, heads: heads,
+                                                              kvHeads: heads, headDim: d, iterations: 2)
+            let got = try out.download().prefix(kvDim)
+            if seconds > 0 && seconds.isFinite && splits > 1 && got.allSatisfy({ $0.isFinite }) {
+                report.pass("attention_time", String(format: "%.1f µs, %d key splits", seconds * 1e6, splits))
+            } else {
+                report.fail("attention_time", "seconds \(seconds), splits \(splits), finite output \(got.allSatisfy { $0.isFinite })")
             }
         }
     }

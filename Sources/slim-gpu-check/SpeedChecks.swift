@@ -22,6 +22,39 @@ struct SpeedChecks {
                                       seed: UInt64(bits))
     }
 
+    /// A LLaMA-7B decode step's attention (32 heads of 128, fp32 KV cache) at 512 and 2048
+    /// positions, split over the keys as the model runs it and unsplit (SLIM_CUDA_ATTN_SPLITS=1):
+    /// one query per head leaves the unsplit grid at 32 blocks on a GPU of 132 SMs. Cold: the
+    /// launches cycle through caches that together exceed 2 × L2, as the layers of a model do.
+    func attention(copy: Double) throws {
+        setenv("SLIM_CUDA_ATTN_SPLITS", "1", 1)
+        let unsplit = try CUDAContext(libraryPath: context.library.path)
+        unsetenv("SLIM_CUDA_ATTN_SPLITS")
+        let heads = 32, d = 128, kvDim = heads * d
+        for positions in [512, 2048] {
+            let layerBytes = 2 * 4 * positions * kvDim
+            let caches = max(2, (2 * Int(context.device.l2CacheBytes) + layerBytes - 1) / layerBytes + 1)
+            var times: [(seconds: Double, splits: Int)] = []
+            for ctx in [context, unsplit] {
+                var rng = Random(seed: UInt64(positions))
+                let q = try CUDABuffer(context: ctx, values: rng.values(kvDim, scale: 1))
+                let keys = try CUDABuffer<Float>(context: ctx, count: caches * positions * kvDim)
+                let values = try CUDABuffer<Float>(context: ctx, count: caches * positions * kvDim)
+                try keys.fill(bitPattern: 0x3C00_0000)    // small finite values: 2^-7
+                try values.fill(bitPattern: 0x3C00_0000)
+                let out = try CUDABuffer<Float>(context: ctx, count: kvDim)
+                times.append(try ctx.attentionTime(q: q, keys: keys, values: values, cacheStride: positions * kvDim,
+                                                   caches: caches, out: out, rows: 1, start: positions - 1, heads: heads,
+                                                   kvHeads: heads, headDim: d, iterations: 50))
+            }
+            let rate = Double(layerBytes) / times[0].seconds
+            print(String(format: "SPEED attention decode 32x128 heads, %4d positions: %7.2f µs = %5.0f GB/s = %3.0f%% of copy "
+                         + "(%d key splits, cold, %d caches); unsplit %7.2f µs (%.1f× slower)",
+                         positions, times[0].seconds * 1e6, rate / 1e9, 100 * rate / copy, times[0].splits, caches,
+                         times[1].seconds * 1e6, times[1].seconds / times[0].seconds))
+        }
+    }
+
     func run() {
         report.run("speed") {
             let copy = try context.copyBandwidth(bytes: 512 << 20, iterations: 20)
@@ -47,6 +80,7 @@ struct SpeedChecks {
                     }
                 }
             }
+            try attention(copy: copy)
             for (rows, columns) in Self.shapes {
                 var rng = Random(seed: UInt64(rows))
                 let halves = (0..<(rows * columns)).map { _ in UInt16(truncatingIfNeeded: rng.next() & 0x3BFF) }

@@ -2,9 +2,9 @@ import Foundation
 import SlimCUDA
 import SlimPacking
 
-/// The decode GEMV's tuning knobs, read when a context is created: SLIM_CUDA_WARPS (warps per
-/// block, 0 = automatic) and SLIM_CUDA_DEPTH (slabs of code words in flight per warp: 2, 4 or 8,
-/// 0 = automatic). Each setting selects another kernel instantiation (4- or 8-word slab buffers,
+/// The tuning knobs, read when a context is created: SLIM_CUDA_WARPS (decode GEMV warps per
+/// block, 0 = automatic), SLIM_CUDA_DEPTH (slabs of code words in flight per warp: 2, 4 or 8,
+/// 0 = automatic) and SLIM_CUDA_ATTN_SPLITS (attention key splits, 1…128, 0 = automatic). Each setting selects another kernel instantiation (4- or 8-word slab buffers,
 /// 2–8 slabs deep), so every one is checked against the reference like the default, and the
 /// sweep times them all so that one GPU run shows which the automatic choice should make.
 enum TuningChecks {
@@ -48,6 +48,27 @@ enum TuningChecks {
                         }
                     }
                 }
+            }
+        }
+        // Attention's key splits: none, a few (uneven chunks), and more than the tiles of some cases.
+        for splits in [1, 3, 64] {
+            report.run("attention SLIM_CUDA_ATTN_SPLITS=\(splits)") {
+                setenv("SLIM_CUDA_ATTN_SPLITS", String(splits), 1)
+                defer { unsetenv("SLIM_CUDA_ATTN_SPLITS") }
+                let context = try CUDAContext(libraryPath: libraryPath)
+                OpChecks(context: context, report: report)
+                    .attention(cases: OpChecks.attentionCases.filter { $0.3 <= 4 }, suffix: " splits \(splits)")
+            }
+        }
+        report.run("SLIM_CUDA_ATTN_SPLITS=129 refused") {
+            setenv("SLIM_CUDA_ATTN_SPLITS", "129", 1)
+            defer { unsetenv("SLIM_CUDA_ATTN_SPLITS") }
+            do {
+                _ = try CUDAContext(libraryPath: libraryPath)
+                report.fail("SLIM_CUDA_ATTN_SPLITS=129 refused", "a context was created")
+            } catch {
+                if "\(error)".contains("SLIM_CUDA_ATTN_SPLITS=129") { report.pass("SLIM_CUDA_ATTN_SPLITS=129 refused", "\(error)") }
+                else { report.fail("SLIM_CUDA_ATTN_SPLITS=129 refused", "refused with '\(error)'") }
             }
         }
         report.run("SLIM_CUDA_DEPTH=3 refused") {

@@ -2,18 +2,28 @@
 // block: scores q·k scaled by 1/√head_dim after the product (as HF's eager attention), softmax
 // in fp32 computed online (running max and sum, one pass over the keys), weighted sum of values.
 //
-// grid: (kv_heads, ⌈queries / 16⌉) where the queries of a KV head are its query heads × the
-// block's token rows (so GQA heads share each K/V tile); block: 4 warps × 4 queries. Per tile of
-// 32 keys, K and V are staged in shared memory; lane j scores key j, then every lane updates its
-// slice of the head dimension.
+// grid: (kv_heads, ⌈queries / 16⌉, splits) where the queries of a KV head are its query heads ×
+// the block's token rows (so GQA heads share each K/V tile); block: 4 warps × 4 queries. Per tile
+// of 32 keys, K and V are staged in shared memory; lane j scores key j, then every lane updates
+// its slice of the head dimension.
+//
+// Split keys (flash-decoding): a decode step has one query block per KV head, 32 blocks for
+// LLaMA-7B on 132 SMs, each walking the whole cache tile by tile. When the grid is smaller than
+// the GPU, the keys are split over gridDim.z blocks; each writes its unnormalised (max, sum,
+// Σ p·v) and attention_combine merges them. The split count is fixed by the host from a bound on
+// the keys (the cache capacity in a model), so one captured decode graph serves every position:
+// the chunk of keys per split is derived in the kernel from the position it reads.
 #include "common.cuh"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 namespace slim {
 
 constexpr int kAttnWarps = 4, kAttnPerWarp = 4, kAttnQueries = kAttnWarps * kAttnPerWarp, kAttnKeys = 32;
 constexpr int kAttnMaxHeadDim = 256;
+constexpr int kAttnMaxSplits = 128;
 
 size_t attention_shared_bytes(int32_t head_dim) {
     if (head_dim < 2 || head_dim > kAttnMaxHeadDim) return 0;
@@ -21,11 +31,18 @@ size_t attention_shared_bytes(int32_t head_dim) {
                             (size_t)kAttnKeys * head_dim);
 }
 
+// Where split blocks leave their partial results: [splits][queries][d] weighted sums, then
+// [splits][queries] {max, sum} pairs; queries = rows × heads, in the output's order.
+struct AttnPartial {
+    float *acc = nullptr;
+    float2 *ml = nullptr;
+};
+
 template <int DR>  // ⌈head_dim / 32⌉ values of the output per lane and query
 __global__ void __launch_bounds__(kAttnWarps * 32)
     attention_kernel(const float *__restrict__ q, const float *__restrict__ keys, const float *__restrict__ values,
-                     float *__restrict__ out, int32_t rows, const int32_t *__restrict__ d_start, int32_t heads,
-                     int32_t kv_heads, int32_t d, float scale) {
+                     float *__restrict__ out, AttnPartial partial, int32_t rows, const int32_t *__restrict__ d_start,
+                     int32_t heads, int32_t kv_heads, int32_t d, float scale, bool vec4) {
     SLIM_DYNAMIC_SHARED(float, sm);
     float *qs = sm;                            // [16][d]
     float *ks = qs + kAttnQueries * d;         // [32][d + 1] (odd stride: conflict-free column reads)
@@ -44,6 +61,15 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     }
     const int32_t last = min(i0 + kAttnQueries, total) - 1;
     const int32_t max_pos = start + last / per_kv;  // the last key any query of this block sees
+    // This block's keys: all, or its split's chunk (whole tiles; empty for late splits while the
+    // context is short). Split 0 holds key 0, so every query sees a key in some split.
+    int32_t k_begin = 0, k_end = max_pos + 1;
+    if (gridDim.z > 1) {
+        const int32_t per = (k_end + (int32_t)gridDim.z - 1) / (int32_t)gridDim.z;
+        const int32_t chunk = (per + kAttnKeys - 1) / kAttnKeys * kAttnKeys;
+        k_begin = (int32_t)blockIdx.z * chunk;
+        k_end = min(k_end, k_begin + chunk);
+    }
 
     float m[kAttnPerWarp], l[kAttnPerWarp], acc[kAttnPerWarp][DR];
     int32_t pos[kAttnPerWarp];
@@ -59,14 +85,30 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
         for (int r = 0; r < DR; r++) acc[j][r] = 0.0f;
     }
 
-    for (int32_t k0 = 0; k0 <= max_pos; k0 += kAttnKeys) {
+    for (int32_t k0 = k_begin; k0 < k_end; k0 += kAttnKeys) {
         __syncthreads();  // the previous tile is consumed (and the q tile written, first time)
-        for (int32_t idx = threadIdx.x; idx < kAttnKeys * d; idx += blockDim.x) {
-            const int32_t jj = idx / d, dd = idx % d, key = k0 + jj;
-            const bool inside = key <= max_pos;
-            const size_t src = (size_t)key * kv_dim + kvh * d + dd;
-            ks[jj * (d + 1) + dd] = inside ? keys[src] : 0.0f;
-            vs[jj * d + dd] = inside ? values[src] : 0.0f;
+        if (vec4) {  // d, kv_dim and both cache pointers multiples of 4 floats: 16-byte loads
+            const int32_t d4 = d >> 2;
+            for (int32_t idx = threadIdx.x; idx < kAttnKeys * d4; idx += blockDim.x) {
+                const int32_t jj = idx / d4, dd = (idx % d4) << 2, key = k0 + jj;
+                float4 kv = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kv;
+                if (key < k_end) {
+                    const size_t src = (size_t)key * kv_dim + kvh * d + dd;
+                    kv = __ldg(reinterpret_cast<const float4 *>(keys + src));
+                    vv = __ldg(reinterpret_cast<const float4 *>(values + src));
+                }
+                float *kd = ks + jj * (d + 1) + dd;  // odd row stride: stored one by one
+                kd[0] = kv.x, kd[1] = kv.y, kd[2] = kv.z, kd[3] = kv.w;
+                *reinterpret_cast<float4 *>(vs + jj * d + dd) = vv;
+            }
+        } else {
+            for (int32_t idx = threadIdx.x; idx < kAttnKeys * d; idx += blockDim.x) {
+                const int32_t jj = idx / d, dd = idx % d, key = k0 + jj;
+                const bool inside = key < k_end;
+                const size_t src = (size_t)key * kv_dim + kvh * d + dd;
+                ks[jj * (d + 1) + dd] = inside ? keys[src] : 0.0f;
+                vs[jj * d + dd] = inside ? values[src] : 0.0f;
+            }
         }
         __syncthreads();
 #pragma unroll
@@ -76,7 +118,7 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
             const float *kk = ks + lane * (d + 1);
             float s = 0.0f;
             for (int32_t dd = 0; dd < d; dd++) s = fmaf(qq[dd], kk[dd], s);
-            const bool visible = k0 + lane <= pos[j];
+            const bool visible = k0 + lane <= pos[j] && k0 + lane < k_end;
             s = visible ? s * scale : -INFINITY;
             const float m_new = fmaxf(m[j], warp_max(s));  // finite: key k0 is visible
             const float p = visible ? expf(s - m_new) : 0.0f;
@@ -100,13 +142,43 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
     for (int j = 0; j < kAttnPerWarp; j++) {
         if (!valid[j]) continue;
         const int32_t i = i0 + warp * kAttnPerWarp + j;
-        float *o = out + (size_t)(i / per_kv) * q_dim + (kvh * per_kv + i % per_kv) * d;
+        const size_t query = (size_t)(i / per_kv) * heads + kvh * per_kv + i % per_kv;  // row-major (row, head)
+        if (gridDim.z == 1) {
+            float *o = out + query * d;
 #pragma unroll
-        for (int r = 0; r < DR; r++) {
-            const int32_t dd = lane + 32 * r;
-            if (dd < d) o[dd] = acc[j][r] / l[j];
+            for (int r = 0; r < DR; r++) {
+                const int32_t dd = lane + 32 * r;
+                if (dd < d) o[dd] = acc[j][r] / l[j];
+            }
+        } else {  // unnormalised; a split that saw none of this query's keys leaves (−∞, 0, 0)
+            const size_t slot = (size_t)blockIdx.z * rows * heads + query;
+            float *o = partial.acc + slot * d;
+#pragma unroll
+            for (int r = 0; r < DR; r++) {
+                const int32_t dd = lane + 32 * r;
+                if (dd < d) o[dd] = acc[j][r];
+            }
+            if (lane == 0) partial.ml[slot] = make_float2(m[j], l[j]);
         }
     }
+}
+
+// out[query][dd] = Σ_z e^{m_z − M}·acc_z[dd] / Σ_z e^{m_z − M}·l_z over the splits z, M = max m_z.
+// grid: one block per query (rows × heads); block: ⌈d / 32⌉ warps, thread dd.
+__global__ void attention_combine(AttnPartial partial, float *__restrict__ out, int32_t queries, int32_t splits,
+                                  int32_t d) {
+    const int32_t query = blockIdx.x, dd = threadIdx.x;
+    float mx = -INFINITY;
+    for (int32_t z = 0; z < splits; z++) mx = fmaxf(mx, partial.ml[(size_t)z * queries + query].x);
+    float sum = 0.0f, acc = 0.0f;
+    for (int32_t z = 0; z < splits; z++) {
+        const float2 ml = partial.ml[(size_t)z * queries + query];
+        if (ml.y == 0.0f) continue;  // no keys of this query in split z (m = −∞)
+        const float w = expf(ml.x - mx);
+        sum = fmaf(w, ml.y, sum);
+        if (dd < d) acc = fmaf(w, partial.acc[((size_t)z * queries + query) * d + dd], acc);
+    }
+    if (dd < d) out[(size_t)query * d + dd] = acc / sum;
 }
 
 template <int DR>
@@ -127,36 +199,70 @@ int configure_attention(slim_cuda_context *ctx) {
     return 0;
 }
 
+int32_t attention_splits(const slim_cuda_context *ctx, int32_t rows, int32_t heads, int32_t kv_heads,
+                         int32_t max_keys) {
+    const int64_t queries = (int64_t)heads / kv_heads * rows;
+    const int64_t blocks = kv_heads * ((queries + kAttnQueries - 1) / kAttnQueries);
+    const int64_t tiles = ((int64_t)max_keys + kAttnKeys - 1) / kAttnKeys;
+    int64_t splits = ctx->attn_splits_override;
+    if (splits <= 0) {
+        // Enough blocks of 4 warps for about 4 per SM (4 × 41 KB of shared memory fit at
+        // head_dim 128); a grid that already covers every SM is not split.
+        const int64_t target = 4 * (int64_t)ctx->multiprocessors;
+        splits = blocks >= ctx->multiprocessors ? 1 : (target + blocks - 1) / blocks;
+    }
+    return (int32_t)std::max<int64_t>(1, std::min<int64_t>({splits, tiles, kAttnMaxSplits}));
+}
+
+size_t attention_partial_bytes(const slim_cuda_context *ctx, int32_t rows, int32_t heads, int32_t kv_heads,
+                               int32_t head_dim, int32_t max_keys) {
+    const int32_t splits = attention_splits(ctx, rows, heads, kv_heads, max_keys);
+    return splits == 1 ? 0 : sizeof(float) * (size_t)splits * rows * heads * (head_dim + 2);
+}
+
 int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values,
                      float *d_out, int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
-                     int32_t head_dim) {
+                     int32_t head_dim, int32_t max_keys, Scratch &partials) {
     if (rows == 0) return 0;
     const size_t shared = attention_shared_bytes(head_dim);
     SLIM_REQUIRE(shared > 0, "attention: head_dim %d is not supported (2…%d)", head_dim, kAttnMaxHeadDim);
     SLIM_REQUIRE(shared <= 48 * 1024 || shared <= ctx->shared_memory_optin,
                  "attention: head_dim %d needs %zu bytes of shared memory, the GPU allows %zu", head_dim, shared,
                  ctx->shared_memory_optin);
-    const int32_t queries = heads / kv_heads * rows;
-    const dim3 grid((unsigned)kv_heads, (unsigned)((queries + kAttnQueries - 1) / kAttnQueries));
+    const int32_t queries = heads / kv_heads * rows, splits = attention_splits(ctx, rows, heads, kv_heads, max_keys);
+    AttnPartial partial;
+    if (splits > 1) {
+        const size_t bytes = attention_partial_bytes(ctx, rows, heads, kv_heads, head_dim, max_keys);
+        SLIM_TRY(reserve(ctx, partials, bytes, "attention partials"));
+        partial.ml = static_cast<float2 *>(partials.ptr);  // first: 8-byte aligned for any head_dim
+        partial.acc = static_cast<float *>(partials.ptr) + 2 * (size_t)splits * rows * heads;
+    }
+    const dim3 grid((unsigned)kv_heads, (unsigned)((queries + kAttnQueries - 1) / kAttnQueries), (unsigned)splits);
     const float scale = (float)std::pow((double)head_dim, -0.5);
     const int threads = kAttnWarps * 32;
+    const bool vec4 = head_dim % 4 == 0 && (reinterpret_cast<uintptr_t>(d_keys) | reinterpret_cast<uintptr_t>(d_values)) % 16 == 0;
+#define SLIM_ATTENTION(DR)                                                                                            \
+    SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<DR>)(d_q, d_keys, d_values, d_out, partial, rows, \
+                                                                          d_start, heads, kv_heads, head_dim, scale, vec4)
     if (head_dim <= 32) {
-        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<1>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
-                                                                    kv_heads, head_dim, scale);
+        SLIM_ATTENTION(1);
     } else if (head_dim <= 64) {
-        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<2>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
-                                                                    kv_heads, head_dim, scale);
+        SLIM_ATTENTION(2);
     } else if (head_dim <= 96) {
-        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<3>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
-                                                                    kv_heads, head_dim, scale);
+        SLIM_ATTENTION(3);
     } else if (head_dim <= 128) {
-        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<4>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
-                                                                    kv_heads, head_dim, scale);
+        SLIM_ATTENTION(4);
     } else {
-        SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<8>)(d_q, d_keys, d_values, d_out, rows, d_start, heads,
-                                                                    kv_heads, head_dim, scale);
+        SLIM_ATTENTION(8);
     }
+#undef SLIM_ATTENTION
     SLIM_KERNEL_CHECK(ctx, "attention");
+    if (splits > 1) {
+        const int32_t total = rows * heads;
+        SLIM_LAUNCH(total, (head_dim + 31) / 32 * 32, 0, ctx->stream, attention_combine)(partial, d_out, total, splits,
+                                                                                       head_dim);
+        SLIM_KERNEL_CHECK(ctx, "attention (combining the key splits)");
+    }
     return 0;
 }
 
@@ -172,7 +278,48 @@ SLIM_EXPORT int slim_cuda_attention(slim_cuda_context *ctx, const float *d_q, co
     SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
     SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
     SLIM_TRY(launch_attention(ctx, d_q, d_keys, d_values, d_out, rows, (const int32_t *)ctx->ints.ptr, heads, kv_heads,
-                              head_dim));
+                              head_dim, start + rows, ctx->attn_partials));
     SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
+    return 0;
+}
+
+SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_q, const float *d_keys,
+                                         const float *d_values, int64_t cache_stride, int32_t caches, float *d_out,
+                                         int32_t rows, int32_t start, int32_t heads, int32_t kv_heads,
+                                         int32_t head_dim, int32_t iterations, double *seconds, int32_t *splits) {
+    *seconds = 0;
+    *splits = 0;
+    SLIM_REQUIRE(rows >= 1 && start >= 0 && heads >= 1 && kv_heads >= 1 && heads % kv_heads == 0 && caches >= 1 &&
+                     cache_stride >= 0 && iterations >= 1,
+                 "attention_time: bad arguments (rows %d, start %d, heads %d/%d, caches %d, iterations %d)", rows, start,
+                 heads, kv_heads, caches, iterations);
+    SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
+    SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
+    const int32_t *d_start = static_cast<const int32_t *>(ctx->ints.ptr);
+    auto launch = [&](int32_t i) {
+        const size_t offset = (size_t)(i % caches) * (size_t)cache_stride;
+        return launch_attention(ctx, d_q, d_keys + offset, d_values + offset, d_out, rows, d_start, heads, kv_heads,
+                                head_dim, start + rows, ctx->attn_partials);
+    };
+    SLIM_TRY(launch(0));  // warm-up; sizes the partials before timing
+    cudaEvent_t begin = nullptr, end = nullptr;
+    float ms = 0;
+    cudaError_t e = cudaEventCreate(&begin);
+    if (e == cudaSuccess) e = cudaEventCreate(&end);
+    if (e == cudaSuccess) e = cudaEventRecord(begin, ctx->stream);
+    int status = 0;
+    for (int32_t i = 1; i <= iterations && e == cudaSuccess && status == 0; i++) status = launch(i);
+    if (e == cudaSuccess && status == 0) e = cudaEventRecord(end, ctx->stream);
+    if (e == cudaSuccess && status == 0) e = cudaEventSynchronize(end);
+    if (e == cudaSuccess && status == 0) e = cudaEventElapsedTime(&ms, begin, end);
+    if (begin) cudaEventDestroy(begin);
+    if (end) cudaEventDestroy(end);
+    if (status != 0) return 1;
+    if (e != cudaSuccess) {
+        set_cuda_error(e, "attention timing", __FILE__, __LINE__);
+        return 1;
+    }
+    *seconds = (double)ms / 1e3 / iterations;
+    *splits = attention_splits(ctx, rows, heads, kv_heads, start + rows);
     return 0;
 }

@@ -127,9 +127,10 @@ struct slim_cuda_context {
     bool capturing = false;           // inside a CUDA graph capture
     int32_t warps_override = 0;       // SLIM_CUDA_WARPS (tuning experiments), 0 = automatic
     int32_t depth_override = 0;       // SLIM_CUDA_DEPTH: decode slabs in flight per warp (2/4/8), 0 = automatic
-    // Scratch for linear_apply (x preparation) and the op wrappers (a device int).
+    int32_t attn_splits_override = 0; // SLIM_CUDA_ATTN_SPLITS: key splits per attention launch (1…128), 0 = automatic
+    // Scratch for linear_apply (x preparation) and the op wrappers (a device int, attention partials).
     slim::XScratch xprep;
-    slim::Scratch ints;
+    slim::Scratch ints, attn_partials;
 };
 
 struct slim_cuda_linear {
@@ -188,9 +189,16 @@ int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t 
 int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, const int32_t *d_start,
                      float *d_dst);
 int launch_silu_mul(slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count);
+// Attention of `rows` query rows at positions *d_start + r over the cache. `max_keys` bounds the
+// keys any query sees (fixed for a captured graph: the capacity); it and the grid size choose the
+// key splits, whose partial results go to `partials` (grown here, so sized beforehand for capture).
 int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values,
                      float *d_out, int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
-                     int32_t head_dim);
+                     int32_t head_dim, int32_t max_keys, Scratch &partials);
+// The key splits launch_attention uses, and the partial-result bytes they need (0 when 1 split).
+int32_t attention_splits(const slim_cuda_context *ctx, int32_t rows, int32_t heads, int32_t kv_heads, int32_t max_keys);
+size_t attention_partial_bytes(const slim_cuda_context *ctx, int32_t rows, int32_t heads, int32_t kv_heads,
+                               int32_t head_dim, int32_t max_keys);
 int launch_nll(slim_cuda_context *ctx, const float *d_logits, const int32_t *d_targets, int32_t rows, int32_t vocab,
                double *d_out);
 int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, const int32_t *d_tokens, int32_t rows,

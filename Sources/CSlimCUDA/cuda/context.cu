@@ -135,6 +135,13 @@ SLIM_EXPORT int slim_cuda_context_create(int32_t device, slim_cuda_context **out
         delete ctx;
         return 1;
     }
+    ctx->attn_splits_override = env_int("SLIM_CUDA_ATTN_SPLITS", 0);
+    if (ctx->attn_splits_override < 0 || ctx->attn_splits_override > 128) {
+        set_error("SLIM_CUDA_ATTN_SPLITS=%d: expected 1…128 (key splits per attention launch), or 0 for automatic",
+                  ctx->attn_splits_override);
+        delete ctx;
+        return 1;
+    }
     cudaError_t e = cudaStreamCreateWithFlags(&ctx->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess) {
         set_cuda_error(e, "cudaStreamCreateWithFlags", __FILE__, __LINE__);
@@ -156,6 +163,7 @@ SLIM_EXPORT void slim_cuda_context_destroy(slim_cuda_context *ctx) {
     release(ctx->xprep.sums);
     release(ctx->xprep.scales);
     release(ctx->ints);
+    release(ctx->attn_partials);
     if (ctx->stream != nullptr) cudaStreamDestroy(ctx->stream);
     delete ctx;
 }

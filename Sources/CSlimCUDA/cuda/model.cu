@@ -34,6 +34,7 @@ struct slim_cuda_model {
     int64_t device_bytes = 0;
     std::vector<void *> allocations;
     slim::XScratch xprep;
+    slim::Scratch attn_partials;  // sized at creation for every row count (no growth while capturing)
     // Decode graph.
     bool use_graph = true, graph_failed = false;
     cudaGraphExec_t decode_graph = nullptr;
@@ -55,6 +56,19 @@ static int model_alloc(slim_cuda_model *m, void **out, size_t bytes, const char 
     }
     m->allocations.push_back(*out);
     m->device_bytes += (int64_t)bytes;
+    return 0;
+}
+
+// Copies host memory to the device on the context's stream and waits (the source is the caller's).
+static int upload_sync(slim_cuda_context *ctx, void *d_dst, const void *src, size_t bytes, const char *what) {
+    char label[160];
+    snprintf(label, sizeof(label), "upload of %s", what);
+    cudaError_t e = cudaMemcpyAsync(d_dst, src, bytes, cudaMemcpyHostToDevice, ctx->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(ctx->stream);
+    if (e != cudaSuccess) {
+        set_cuda_error(e, label, __FILE__, __LINE__);
+        return 1;
+    }
     return 0;
 }
 
@@ -116,7 +130,7 @@ static int run_layer(slim_cuda_model *m, int32_t l, int32_t rows) {
                          m->keys(l), m->kv_dim, true));
     SLIM_TRY(launch_copy_rows(ctx, m->v, rows, m->kv_dim, m->start, m->values(l)));
     SLIM_TRY(launch_attention(ctx, m->q, m->keys(l), m->values(l), m->attn, rows, m->start, c.heads, c.kv_heads,
-                              c.head_dim));
+                              c.head_dim, c.capacity, m->attn_partials));
     SLIM_TRY(prepare_for(m, m->attn, rows, m->q_dim, {w[SLIM_CUDA_O]}, &prep, &prepared));
     SLIM_TRY(linear_forward(ctx, w[SLIM_CUDA_O], m->attn, rows, prepared ? &prep : nullptr, m->hidden, true));
 
@@ -139,7 +153,12 @@ static int run_block(slim_cuda_model *m, int32_t rows, int32_t first, int32_t co
     if (count == 0) return 0;
     SLIM_TRY(launch_rmsnorm(m->ctx, m->hidden + (size_t)first * c.hidden, m->final_norm, m->normed, count, c.hidden,
                             c.rms_eps));
-    return linear_forward(m->ctx, m->lm_head, m->normed, count, nullptr, m->logits, false);
+    // The model's own scratch, as every linear of it: the context's could be regrown (freed) by a
+    // later caller while a captured decode graph still points into it.
+    XPrep prep;
+    bool prepared = false;
+    SLIM_TRY(prepare_for(m, m->normed, count, c.hidden, {m->lm_head}, &prep, &prepared));
+    return linear_forward(m->ctx, m->lm_head, m->normed, count, prepared ? &prep : nullptr, m->logits, false);
 }
 
 static int set_position(slim_cuda_model *m, const int32_t *tokens, int32_t rows) {
@@ -193,6 +212,7 @@ SLIM_EXPORT void slim_cuda_model_destroy(slim_cuda_model *m) {
     release(m->xprep.xb);
     release(m->xprep.sums);
     release(m->xprep.scales);
+    release(m->attn_partials);
     delete m;
 }
 
@@ -242,14 +262,16 @@ SLIM_EXPORT int slim_cuda_model_create(slim_cuda_context *ctx, const slim_cuda_m
     alloc(&m->nll, sizeof(double) * t, "NLL");
     // Scratch sized now so that no allocation happens while a decode graph is captured.
     if (s == 0 && c.group_size > 0) s = reserve_xprep(ctx, m->xprep, c.max_tokens, (int32_t)widest, c.group_size);
-    if (s == 0) {
-        cudaError_t e = cudaMemcpy(m->cos_table, rope_cos, sizeof(float) * c.capacity * half, cudaMemcpyHostToDevice);
-        if (e == cudaSuccess) e = cudaMemcpy(m->sin_table, rope_sin, sizeof(float) * c.capacity * half, cudaMemcpyHostToDevice);
-        if (e != cudaSuccess) {
-            set_cuda_error(e, "upload of the rotary tables", __FILE__, __LINE__);
-            s = 1;
-        }
+    size_t partial_bytes = 0;
+    for (int32_t rows = 1; rows <= c.max_tokens; rows++) {
+        partial_bytes = std::max(partial_bytes, attention_partial_bytes(ctx, rows, c.heads, c.kv_heads, c.head_dim,
+                                                                        c.capacity));
     }
+    if (s == 0) s = reserve(ctx, m->attn_partials, partial_bytes, "attention partials");
+    // On the context's stream (non-blocking: a plain cudaMemcpy on the legacy stream would not be
+    // ordered before its kernels), then waited for: the tables are the caller's memory.
+    if (s == 0) s = upload_sync(ctx, m->cos_table, rope_cos, sizeof(float) * c.capacity * half, "the rotary tables");
+    if (s == 0) s = upload_sync(ctx, m->sin_table, rope_sin, sizeof(float) * c.capacity * half, "the rotary tables");
     if (s != 0) {
         slim_cuda_model_destroy(m);
         return 1;
@@ -265,7 +287,7 @@ SLIM_EXPORT int slim_cuda_model_set_embedding(slim_cuda_model *m, int32_t dtype,
     drop_graph(m);
     const size_t bytes = (size_t)m->cfg.vocab * m->cfg.hidden * dtype_bytes(dtype);
     SLIM_TRY(model_alloc(m, &m->embedding, bytes, "embedding"));
-    SLIM_CHECK(cudaMemcpy(m->embedding, weights, bytes, cudaMemcpyHostToDevice));
+    SLIM_TRY(upload_sync(m->ctx, m->embedding, weights, bytes, "the embedding"));
     m->embedding_dtype = dtype;
     if (tied_lm_head) {
         auto *head = new (std::nothrow) slim_cuda_linear();
@@ -287,7 +309,7 @@ SLIM_EXPORT int slim_cuda_model_set_norm(slim_cuda_model *m, int32_t layer, int3
     drop_graph(m);
     float *&slot = layer == -1 ? m->final_norm : (which == 0 ? m->input_norm[layer] : m->post_norm[layer]);
     if (slot == nullptr) SLIM_TRY(model_alloc(m, (void **)&slot, sizeof(float) * m->cfg.hidden, "norm weights"));
-    SLIM_CHECK(cudaMemcpy(slot, weights, sizeof(float) * m->cfg.hidden, cudaMemcpyHostToDevice));
+    SLIM_TRY(upload_sync(m->ctx, slot, weights, sizeof(float) * m->cfg.hidden, "norm weights"));
     return 0;
 }
 

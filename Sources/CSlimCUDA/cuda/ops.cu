@@ -46,8 +46,9 @@ __global__ void copy_rows_kernel(const float *__restrict__ src, int32_t rows, in
     }
 }
 
-__global__ void silu_mul_kernel(const float *__restrict__ gate, const float *__restrict__ up, float *out,
-                                int64_t count) {
+// `out` may be `gate` or `up` (the model computes in place): no __restrict__, each element is
+// read and then written by one thread.
+__global__ void silu_mul_kernel(const float *gate, const float *up, float *out, int64_t count) {
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < count; i += (int64_t)gridDim.x * blockDim.x) {
         const float g = gate[i];
         out[i] = __fmul_rn(__fdiv_rn(g, __fadd_rn(1.0f, expf(-g))), up[i]);

@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; slim-quant refuses another version. */
-#define SLIM_CUDA_ABI_VERSION 3
+#define SLIM_CUDA_ABI_VERSION 4
 
 typedef struct slim_cuda_context slim_cuda_context;
 typedef struct slim_cuda_linear slim_cuda_linear;
@@ -116,6 +116,14 @@ typedef struct {
                        float *d_out, int32_t rows, int32_t start, int32_t heads, int32_t kv_heads, int32_t head_dim)) \
     X(int, nll, (slim_cuda_context *ctx, const float *d_logits, const int32_t *d_targets, int32_t rows, \
                  int32_t vocab, double *d_out)) \
+    /* Mean seconds per attention launch (key splits and their combination included), from CUDA \
+     * events around `iterations` back-to-back launches that cycle through `caches` K/V caches \
+     * cache_stride floats apart (enough of them to exceed the L2 gives cold-cache timings); \
+     * *splits = the key splits used (ABI 4). */ \
+    X(int, attention_time, (slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values, \
+                            int64_t cache_stride, int32_t caches, float *d_out, int32_t rows, int32_t start, \
+                            int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t iterations, double *seconds, \
+                            int32_t *splits)) \
     /* Whole model: weights and KV cache resident on the device. */ \
     X(int, model_create, (slim_cuda_context *ctx, const slim_cuda_model_config *config, const float *rope_cos, \
                           const float *rope_sin, slim_cuda_model **out)) \

@@ -15,3 +15,5 @@ struct dim3 {
 
 inline uint2 make_uint2(unsigned int x, unsigned int y) { return uint2{x, y}; }
 inline int2 make_int2(int x, int y) { return int2{x, y}; }
+inline float2 make_float2(float x, float y) { return float2{x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
