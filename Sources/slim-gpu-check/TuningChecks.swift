@@ -4,9 +4,10 @@ import SlimPacking
 
 /// The tuning knobs, read when a context is created: SLIM_CUDA_WARPS (decode GEMV warps per
 /// block, 0 = automatic), SLIM_CUDA_DEPTH (slabs of code words in flight per warp: 2, 4 or 8,
-/// 0 = automatic) and SLIM_CUDA_ATTN_SPLITS (attention key splits, 1…128, 0 = automatic). Each setting selects another kernel instantiation (4- or 8-word slab buffers,
-/// 2–8 slabs deep), so every one is checked against the reference like the default, and the
-/// sweep times them all so that one GPU run shows which the automatic choice should make.
+/// 0 = automatic) and SLIM_CUDA_ATTN_SPLITS (attention key splits of grids smaller than the GPU,
+/// 1…128, 0 = automatic). Each GEMV setting selects another kernel instantiation (4- or 8-word
+/// slab buffers, 2–8 slabs deep), so every one is checked against the reference like the default,
+/// and the sweep times them all so that one GPU run shows which the automatic choice should make.
 enum TuningChecks {
     static let depths = [0, 2, 4, 8]
     static let warps = [0, 1, 2, 4, 8]

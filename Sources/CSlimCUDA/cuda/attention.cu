@@ -204,13 +204,13 @@ int32_t attention_splits(const slim_cuda_context *ctx, int32_t rows, int32_t hea
     const int64_t queries = (int64_t)heads / kv_heads * rows;
     const int64_t blocks = kv_heads * ((queries + kAttnQueries - 1) / kAttnQueries);
     const int64_t tiles = ((int64_t)max_keys + kAttnKeys - 1) / kAttnKeys;
-    int64_t splits = ctx->attn_splits_override;
-    if (splits <= 0) {
-        // Enough blocks of 4 warps for about 4 per SM (4 × 41 KB of shared memory fit at
-        // head_dim 128); a grid that already covers every SM is not split.
-        const int64_t target = 4 * (int64_t)ctx->multiprocessors;
-        splits = blocks >= ctx->multiprocessors ? 1 : (target + blocks - 1) / blocks;
-    }
+    // A grid that already covers every SM (prefill) is not split, not even when asked: its
+    // partials would need rows × heads × splits × head_dim floats for no gain.
+    if (blocks >= ctx->multiprocessors) return 1;
+    // Automatic: enough blocks of 4 warps for about 4 per SM (4 × 41 KB of shared memory fit at
+    // head_dim 128).
+    const int64_t target = 4 * (int64_t)ctx->multiprocessors;
+    const int64_t splits = ctx->attn_splits_override > 0 ? ctx->attn_splits_override : (target + blocks - 1) / blocks;
     return (int32_t)std::max<int64_t>(1, std::min<int64_t>({splits, tiles, kAttnMaxSplits}));
 }
 
