@@ -373,7 +373,8 @@ step_baseline() {
 # compute-sanitizer catches what neither the emulator nor result checks can: races in shared
 # memory between warps, missing barriers (synccheck), reads of device memory nobody wrote
 # (initcheck), out-of-bounds accesses the guard elements miss. The quick kernel set and two small
-# models, every tool bounded by SLIM_SANITIZE_TIMEOUT seconds (default 120).
+# models, every tool bounded by SLIM_SANITIZE_TIMEOUT seconds (default 120; a tool stopped there without a
+# hazard is a SKIP line, not a failure).
 step_sanitize() {
     local cs tool rc log limit=${SLIM_SANITIZE_TIMEOUT:-120}
     cs=$(command -v compute-sanitizer || true)
@@ -386,11 +387,15 @@ step_sanitize() {
     fi
     for tool in memcheck racecheck synccheck initcheck; do
         log=$FIX/sanitize-$tool.log rc=0
-        timeout "$limit" "$cs" --tool $tool --error-exitcode 99 --print-limit 20 \
+        timeout -k 10 "$limit" "$cs" --tool $tool --error-exitcode 99 --print-limit 20 \
             $BIN/slim-gpu-check --require-gpu --quick --no-speed \
             --model "$FIX/stories260K-slim2" --model "$FIX/tiny-llama-f16" >"$log" 2>&1 || rc=$?
         if [[ $rc == 0 ]]; then
             echo "PASS compute-sanitizer --tool $tool: no hazards ($(tail -1 "$log"))"
+        elif [[ $rc == 124 ]] && ! grep -v 'COMPUTE-SANITIZER' "$log" | grep -q '^========='; then
+            # Slow is not wrong: report what was covered, fail only on a hazard.
+            echo "SKIP compute-sanitizer --tool $tool: no hazard in $limit s, then stopped" \
+                 "($(grep -c '^PASS' "$log") checks passed; SLIM_SANITIZE_TIMEOUT allows longer)"
         else
             echo "FAIL compute-sanitizer --tool $tool: exit $rc (99: hazards found, 124: over $limit s, 1: a check failed)"
             grep -m 40 -E '^=========|^FAIL' "$log" || tail -20 "$log"
