@@ -21,10 +21,12 @@
 #                 a GPU session fails here first.
 #   --emulator    no GPU needed: build libslimcuda-emulator.so (the same .cu sources compiled for
 #                 the CPU emulator of the CUDA runtime, scripts/build-cuda-emulator.sh) and run the
-#                 kernel, model and CPU-vs-"GPU" perplexity checks against it. Speed steps are
-#                 skipped (emulated timings mean nothing). CI runs this with --quick.
+#                 same steps against it, plus the emulator's self-test and the kernels once more
+#                 with its threads in reverse order (a race changes results). Speed steps only run
+#                 their paths at small sizes (emulated timings mean nothing). CI runs this with
+#                 --quick.
 #   --quick       fewer kernel cases; no LLaMA-7B-shape correctness matrices.
-#   --steps LIST  (GPU, --rehearse) a comma-separated subset of kernels,ppl,generate,speed,sweep,
+#   --steps LIST  (not with --bundle/--build-only) a comma-separated subset of kernels,ppl,generate,speed,sweep,
 #                 baseline,sanitize (default all), so a GPU session can split the run over calls of
 #                 ≤ 10 minutes. Every step prints its wall time.
 #
@@ -234,64 +236,34 @@ generate_checks() {
     done
 }
 
+# The emulator (--emulator, --rehearse) stands in for the GPU: the same steps, made quick.
+EMULATED=false
+[[ $MODE == emulator || $MODE == rehearse ]] && EMULATED=true
 if [[ $MODE == emulator ]]; then
     need_swift
     note "build: libslimcuda-emulator.so (CPU emulator), slim-quant, slim-gpu-check (release)"
     bash scripts/build-cuda-emulator.sh .build/cuda/libslimcuda-emulator.so
     swift build -c release --product slim-quant
     swift build -c release --product slim-gpu-check
-    export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
-    note "the emulator's own rules and mma/shuffle semantics"
-    .build/cuda/slim-cuda-emulator-selftest || FAILURES=$((FAILURES + 1))
-    fresh_fixtures "$FIX" "$BIN/slim-quant"
-    note "kernels and models on the emulator (slim-gpu-check --cuda-lib $SLIM_CUDA_LIB)"
-    $BIN/slim-gpu-check --require-gpu --no-speed "${QUICK[@]}" --cuda-lib "$SLIM_CUDA_LIB" \
-        --model "$FIX/stories260K" --model "$FIX/stories260K-slim2" --model "$FIX/stories260K-slim3" \
-        --model "$FIX/stories260K-f16" --model "$FIX/tiny-llama-f16" --model "$FIX/tiny-llama-bf16" \
-        --model "$FIX/bias-llama" --model "$FIX/bias-llama-rtn4" ||
-        FAILURES=$((FAILURES + 1))
-    note "the same kernels with the ready fibers run in reverse order (a race changes results)"
-    if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
-            --cuda-lib "$SLIM_CUDA_LIB" --model "$FIX/stories260K-slim2" >"$FIX/reverse.log" 2>&1; then
-        grep -v '^PASS' "$FIX/reverse.log"
-        FAILURES=$((FAILURES + 1))
-    fi
-    echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
-    note "the decode sweep's path (small shapes; emulated times mean nothing)"
-    $BIN/slim-gpu-check --sweep --quick --cuda-lib "$SLIM_CUDA_LIB" | grep -E '^(PASS|FAIL)' ||
-        FAILURES=$((FAILURES + 1))
-    note "perplexity: CPU vs emulated GPU (WikiText-2, paper protocol)"
-    ppl_checks "$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2"
-    note "generate: CPU vs emulated GPU (greedy)"
-    generate_checks "$FIX/stories260K" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
-    note "bench --device cuda on the emulator (runs the path; its speeds mean nothing)"
-    $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 >/dev/null ||
-        { echo "FAIL bench --device cuda on the emulator"; FAILURES=$((FAILURES + 1)); }
-    echo "SKIP speed: emulator (no GPU)"
-    if [[ $FAILURES -gt 0 ]]; then
-        echo "gpu-check (emulator): $FAILURES step(s) FAILED"
-        exit 1
-    fi
-    echo "gpu-check (emulator): all checks passed"
-    exit 0
-fi
-
-if [[ $MODE != rehearse ]] && ! has_gpu; then
+elif [[ $MODE == rehearse ]]; then
+    [[ -f "$BUNDLE/slim-quant.xz" ]] || { echo "error: no $BUNDLE: run 'bash scripts/gpu-check.sh --bundle' first" >&2; exit 1; }
+    [[ -f .build/cuda/libslimcuda-emulator.so ]] || bash scripts/build-cuda-emulator.sh .build/cuda/libslimcuda-emulator.so
+    QUICK=(--quick)
+    note "rehearsal: $BUNDLE as a GPU machine runs it, the CPU emulator standing in for the GPU"
+elif ! has_gpu; then
     if [[ $MODE == all ]]; then bash scripts/build-cuda.sh; fi  # the kernels still compile
     echo "SKIP kernel and model checks: no NVIDIA GPU (nvidia-smi lists none, no /proc/driver/nvidia/gpus)"
     echo "SKIP PPL CPU vs GPU: no NVIDIA GPU"
     echo "SKIP speed: no NVIDIA GPU"
     exit 0
 fi
-
-if [[ $MODE == rehearse ]]; then
-    [[ -f "$BUNDLE/slim-quant.xz" ]] || { echo "error: no $BUNDLE: run 'bash scripts/gpu-check.sh --bundle' first" >&2; exit 1; }
-    [[ -f .build/cuda/libslimcuda-emulator.so ]] || bash scripts/build-cuda-emulator.sh .build/cuda/libslimcuda-emulator.so
+if $EMULATED; then
     export SLIM_CUDA_LIB=$PWD/.build/cuda/libslimcuda-emulator.so
-    QUICK=(--quick)
-    note "rehearsal: $BUNDLE as a GPU machine runs it, the CPU emulator standing in for the GPU"
+    note "the emulator's own rules and mma/shuffle semantics"
+    .build/cuda/slim-cuda-emulator-selftest || FAILURES=$((FAILURES + 1))
 fi
-if [[ ($MODE == check || $MODE == rehearse) && -f "$BUNDLE/slim-quant.xz" ]]; then
+
+if [[ $MODE == rehearse || ($MODE == check && -f "$BUNDLE/slim-quant.xz") ]]; then
     note "using $BUNDLE"
     # Unpacked outside the bundle (114 MB): the bundle stays small enough to carry after a rehearsal.
     BIN=.build/gpu-run/bin FIX=$BUNDLE/fixtures
@@ -310,21 +282,20 @@ if [[ ($MODE == check || $MODE == rehearse) && -f "$BUNDLE/slim-quant.xz" ]]; th
         echo "note: using the bundled libslimcuda.so (no local nvcc, or its build failed)"
         unpack "$BUNDLE/libslimcuda.so.xz" "$BIN/libslimcuda.so"
     fi
-elif [[ $MODE == rehearse ]]; then
-    exit 1  # unreachable: checked above
-elif [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
+elif [[ $MODE != emulator ]] &&
+        [[ $MODE == all || ! -x $BIN/slim-gpu-check || ! -x $BIN/slim-quant || ! -f .build/cuda/libslimcuda.so ]]; then
     build_binaries
 fi
-[[ $MODE == rehearse ]] || nvidia-smi -L 2>/dev/null || true
+$EMULATED || nvidia-smi -L 2>/dev/null || true
 
 fresh_fixtures "$FIX" "$BIN/slim-quant"
 MODELS=("$FIX/stories260K" "$FIX/stories260K-slim2" "$FIX/stories260K-slim3" "$FIX/stories260K-f16"
         "$FIX/tiny-llama-f16" "$FIX/tiny-llama-bf16" "$FIX/bias-llama" "$FIX/bias-llama-rtn4")
 PACKED=("$FIX/stories260K-slim2:512:8" "$FIX/stories260K-slim3:512:8")
 SMOL=${SLIM_SMOLLM2_DIR:-$HOME/.cache/slim-quant-fixtures/smollm2-135m-f32}
-if [[ $MODE == rehearse ]]; then
+if $EMULATED; then
     PACKED=("$FIX/stories260K-slim2:512:2" "$FIX/stories260K-slim3:256:2")  # the emulator is slow
-    echo "SKIP SmolLM2 checks: rehearsal (too slow on the emulator)"
+    echo "SKIP SmolLM2 checks: too slow on the emulator"
 elif [[ -f "$SMOL/model.safetensors" ]] && wanted kernels ppl generate; then
     if [[ ! -d "$FIX/smollm2-rtn4" ]]; then
         note "quantize SmolLM2-135M (RTN 4-bit, group 128) for the packed checks"
@@ -341,9 +312,17 @@ fi
 
 step_kernels() {
     local args=(--require-gpu "${QUICK[@]}") m
-    [[ $MODE == rehearse ]] && args+=(--no-speed)  # emulated GEMV rates at LLaMA-7B shapes take hours
+    $EMULATED && args+=(--no-speed)  # emulated GEMV rates at LLaMA-7B shapes take hours
     for m in "${MODELS[@]}"; do args+=(--model "$m"); done
     $BIN/slim-gpu-check "${args[@]}" || FAILURES=$((FAILURES + 1))
+    $EMULATED || return 0
+    echo "-- again with the ready fibers run in reverse order (a race changes results)"
+    if ! SLIM_CUDA_EMULATOR_SCHEDULE=reverse $BIN/slim-gpu-check --require-gpu --no-speed --quick \
+            --model "$FIX/stories260K-slim2" >"$FIX/reverse.log" 2>&1; then
+        grep -v '^PASS' "$FIX/reverse.log"
+        FAILURES=$((FAILURES + 1))
+    fi
+    echo "reverse schedule: $(tail -1 "$FIX/reverse.log")"
 }
 
 step_ppl() { ppl_checks "${PACKED[@]}"; }
@@ -351,19 +330,23 @@ step_ppl() { ppl_checks "${PACKED[@]}"; }
 step_generate() { generate_checks "${MODELS[@]}"; }
 
 step_speed() {
-    if [[ $MODE == rehearse ]]; then
-        echo "SKIP bench --synthetic llama-7b: rehearsal (the emulator would take hours)"
-    else
-        for bits in 2 3; do
-            $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 ||
-                FAILURES=$((FAILURES + 1))
-        done
+    if $EMULATED; then  # runs the path; emulated speeds mean nothing
+        echo "SKIP bench --synthetic llama-7b: the emulator would take hours"
+        $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 || FAILURES=$((FAILURES + 1))
+        return 0
     fi
+    for bits in 2 3; do
+        $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
+    done
     $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
 }
 
 step_sweep() {
-    $BIN/slim-gpu-check --sweep "${QUICK[@]}" || echo "SKIP decode sweep: slim-gpu-check --sweep failed"
+    if $EMULATED; then  # small shapes: checks the path
+        $BIN/slim-gpu-check --sweep --quick || FAILURES=$((FAILURES + 1))
+    else
+        $BIN/slim-gpu-check --sweep "${QUICK[@]}" || echo "SKIP decode sweep: slim-gpu-check --sweep failed"
+    fi
 }
 
 step_baseline() {
@@ -381,8 +364,8 @@ step_sanitize() {
     for dir in "${CUDA_HOME:-}" /usr/local/cuda; do
         if [[ -z $cs && -n $dir && -x $dir/bin/compute-sanitizer ]]; then cs=$dir/bin/compute-sanitizer; fi
     done
-    if [[ $MODE == rehearse || -z $cs ]]; then
-        echo "SKIP compute-sanitizer: ${cs:+rehearsal (no GPU)}${cs:-not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)}"
+    if $EMULATED || [[ -z $cs ]]; then
+        echo "SKIP compute-sanitizer: ${cs:+emulator (no GPU)}${cs:-not found (PATH, \$CUDA_HOME/bin, /usr/local/cuda/bin)}"
         return
     fi
     for tool in memcheck racecheck synccheck initcheck; do
@@ -422,6 +405,7 @@ for step in "${ALL_STEPS[@]}"; do
 done
 
 label=gpu-check
+[[ $MODE == emulator ]] && label="gpu-check (emulator)"
 [[ $MODE == rehearse ]] && label="gpu-check (rehearsal of $BUNDLE on the emulator)"
 if [[ $FAILURES -gt 0 ]]; then
     echo "$label: $FAILURES step(s) FAILED"

@@ -27,9 +27,7 @@ struct SpeedChecks {
     /// one query per head leaves the unsplit grid at 32 blocks on a GPU of 132 SMs. Cold: the
     /// launches cycle through caches that together exceed 2 × L2, as the layers of a model do.
     func attention(copy: Double) throws {
-        setenv("SLIM_CUDA_ATTN_SPLITS", "1", 1)
-        let unsplit = try CUDAContext(libraryPath: context.library.path)
-        unsetenv("SLIM_CUDA_ATTN_SPLITS")
+        let unsplit = try TuningChecks.context(libraryPath: context.library.path, ["SLIM_CUDA_ATTN_SPLITS": 1])
         let heads = 32, d = 128, kvDim = heads * d
         for positions in [512, 2048] {
             let layerBytes = 2 * 4 * positions * kvDim

@@ -14,13 +14,28 @@ enum TuningChecks {
 
     /// A context created with the given knobs (0 = automatic), the environment restored after.
     static func context(libraryPath: String?, warps: Int, depth: Int) throws -> CUDAContext {
-        setenv("SLIM_CUDA_WARPS", String(warps), 1)
-        setenv("SLIM_CUDA_DEPTH", String(depth), 1)
-        defer {
-            unsetenv("SLIM_CUDA_WARPS")
-            unsetenv("SLIM_CUDA_DEPTH")
-        }
+        try context(libraryPath: libraryPath, ["SLIM_CUDA_WARPS": warps, "SLIM_CUDA_DEPTH": depth])
+    }
+
+    /// A context created with the environment variables `knobs` set, unset again after.
+    static func context(libraryPath: String?, _ knobs: [String: Int]) throws -> CUDAContext {
+        for (name, value) in knobs { setenv(name, String(value), 1) }
+        defer { for name in knobs.keys { unsetenv(name) } }
         return try CUDAContext(libraryPath: libraryPath)
+    }
+
+    /// Creating a context with `name`=`value` must fail with an error naming the setting.
+    static func checkRefused(_ name: String, _ value: Int, libraryPath: String?, report: Report) {
+        let label = "\(name)=\(value) refused"
+        report.run(label) {
+            do {
+                _ = try context(libraryPath: libraryPath, [name: value])
+                report.fail(label, "a context was created")
+            } catch {
+                if "\(error)".contains("\(name)=\(value)") { report.pass(label, "\(error)") }
+                else { report.fail(label, "refused with '\(error)'") }
+            }
+        }
     }
 
     /// Decode (T ≤ 4) through every depth with automatic and single-warp blocks: ≤ 4-bit matrices
@@ -54,33 +69,13 @@ enum TuningChecks {
         // Attention's key splits: none, a few (uneven chunks), and more than the tiles of some cases.
         for splits in [1, 3, 64] {
             report.run("attention SLIM_CUDA_ATTN_SPLITS=\(splits)") {
-                setenv("SLIM_CUDA_ATTN_SPLITS", String(splits), 1)
-                defer { unsetenv("SLIM_CUDA_ATTN_SPLITS") }
-                let context = try CUDAContext(libraryPath: libraryPath)
+                let context = try context(libraryPath: libraryPath, ["SLIM_CUDA_ATTN_SPLITS": splits])
                 OpChecks(context: context, report: report)
                     .attention(cases: OpChecks.attentionCases.filter { $0.3 <= 4 }, suffix: " splits \(splits)")
             }
         }
-        report.run("SLIM_CUDA_ATTN_SPLITS=129 refused") {
-            setenv("SLIM_CUDA_ATTN_SPLITS", "129", 1)
-            defer { unsetenv("SLIM_CUDA_ATTN_SPLITS") }
-            do {
-                _ = try CUDAContext(libraryPath: libraryPath)
-                report.fail("SLIM_CUDA_ATTN_SPLITS=129 refused", "a context was created")
-            } catch {
-                if "\(error)".contains("SLIM_CUDA_ATTN_SPLITS=129") { report.pass("SLIM_CUDA_ATTN_SPLITS=129 refused", "\(error)") }
-                else { report.fail("SLIM_CUDA_ATTN_SPLITS=129 refused", "refused with '\(error)'") }
-            }
-        }
-        report.run("SLIM_CUDA_DEPTH=3 refused") {
-            do {
-                _ = try context(libraryPath: libraryPath, warps: 0, depth: 3)
-                report.fail("SLIM_CUDA_DEPTH=3 refused", "a context was created")
-            } catch {
-                if "\(error)".contains("SLIM_CUDA_DEPTH=3") { report.pass("SLIM_CUDA_DEPTH=3 refused", "\(error)") }
-                else { report.fail("SLIM_CUDA_DEPTH=3 refused", "refused with '\(error)'") }
-            }
-        }
+        checkRefused("SLIM_CUDA_ATTN_SPLITS", 129, libraryPath: libraryPath, report: report)
+        checkRefused("SLIM_CUDA_DEPTH", 3, libraryPath: libraryPath, report: report)
     }
 
     /// The decode GEMV's cold kernel time for every (depth, warps) setting at the LLaMA-7B shapes,

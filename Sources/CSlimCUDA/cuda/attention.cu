@@ -270,15 +270,23 @@ int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_ke
 
 using namespace slim;
 
+// The position `start` in the context's device int, for the op wrappers.
+static int device_start(slim_cuda_context *ctx, int32_t start, const int32_t **d_start) {
+    SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
+    SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
+    *d_start = static_cast<const int32_t *>(ctx->ints.ptr);
+    return 0;
+}
+
 SLIM_EXPORT int slim_cuda_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys,
                                     const float *d_values, float *d_out, int32_t rows, int32_t start, int32_t heads,
                                     int32_t kv_heads, int32_t head_dim) {
     SLIM_REQUIRE(rows >= 0 && start >= 0 && heads >= 1 && kv_heads >= 1 && heads % kv_heads == 0,
                  "attention: bad arguments (rows %d, start %d, heads %d, kv_heads %d)", rows, start, heads, kv_heads);
-    SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
-    SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
-    SLIM_TRY(launch_attention(ctx, d_q, d_keys, d_values, d_out, rows, (const int32_t *)ctx->ints.ptr, heads, kv_heads,
-                              head_dim, start + rows, ctx->attn_partials));
+    const int32_t *d_start = nullptr;
+    SLIM_TRY(device_start(ctx, start, &d_start));
+    SLIM_TRY(launch_attention(ctx, d_q, d_keys, d_values, d_out, rows, d_start, heads, kv_heads, head_dim, start + rows,
+                              ctx->attn_partials));
     SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
     return 0;
 }
@@ -293,32 +301,19 @@ SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_
                      cache_stride >= 0 && iterations >= 1,
                  "attention_time: bad arguments (rows %d, start %d, heads %d/%d, caches %d, iterations %d)", rows, start,
                  heads, kv_heads, caches, iterations);
-    SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
-    SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
-    const int32_t *d_start = static_cast<const int32_t *>(ctx->ints.ptr);
+    const int32_t *d_start = nullptr;
+    SLIM_TRY(device_start(ctx, start, &d_start));
     auto launch = [&](int32_t i) {
         const size_t offset = (size_t)(i % caches) * (size_t)cache_stride;
         return launch_attention(ctx, d_q, d_keys + offset, d_values + offset, d_out, rows, d_start, heads, kv_heads,
                                 head_dim, start + rows, ctx->attn_partials);
     };
     SLIM_TRY(launch(0));  // warm-up; sizes the partials before timing
-    cudaEvent_t begin = nullptr, end = nullptr;
     float ms = 0;
-    cudaError_t e = cudaEventCreate(&begin);
-    if (e == cudaSuccess) e = cudaEventCreate(&end);
-    if (e == cudaSuccess) e = cudaEventRecord(begin, ctx->stream);
-    int status = 0;
-    for (int32_t i = 1; i <= iterations && e == cudaSuccess && status == 0; i++) status = launch(i);
-    if (e == cudaSuccess && status == 0) e = cudaEventRecord(end, ctx->stream);
-    if (e == cudaSuccess && status == 0) e = cudaEventSynchronize(end);
-    if (e == cudaSuccess && status == 0) e = cudaEventElapsedTime(&ms, begin, end);
-    if (begin) cudaEventDestroy(begin);
-    if (end) cudaEventDestroy(end);
-    if (status != 0) return 1;
-    if (e != cudaSuccess) {
-        set_cuda_error(e, "attention timing", __FILE__, __LINE__);
-        return 1;
-    }
+    SLIM_TRY(time_stream(ctx, [&] {
+        for (int32_t i = 1; i <= iterations; i++) SLIM_TRY(launch(i));
+        return 0;
+    }, &ms));
     *seconds = (double)ms / 1e3 / iterations;
     *splits = attention_splits(ctx, rows, heads, kv_heads, start + rows);
     return 0;

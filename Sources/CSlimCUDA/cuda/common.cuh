@@ -205,6 +205,27 @@ int launch_embed(slim_cuda_context *ctx, const void *d_table, int32_t dtype, con
                  int32_t width, float *d_out);
 int launch_fill(slim_cuda_context *ctx, void *d_dst, uint32_t pattern, size_t count);
 
+// Times `body` (which enqueues work on the stream) with CUDA events: milliseconds.
+template <typename Body>
+inline int time_stream(slim_cuda_context *ctx, Body body, float *ms) {
+    cudaEvent_t start = nullptr, stop = nullptr;
+    cudaError_t e = cudaEventCreate(&start);
+    if (e == cudaSuccess) e = cudaEventCreate(&stop);
+    if (e == cudaSuccess) e = cudaEventRecord(start, ctx->stream);
+    int status = e == cudaSuccess ? body() : 0;
+    if (status == 0 && e == cudaSuccess) e = cudaEventRecord(stop, ctx->stream);
+    if (status == 0 && e == cudaSuccess) e = cudaEventSynchronize(stop);
+    if (status == 0 && e == cudaSuccess) e = cudaEventElapsedTime(ms, start, stop);
+    if (start) cudaEventDestroy(start);
+    if (stop) cudaEventDestroy(stop);
+    if (status != 0) return 1;
+    if (e != cudaSuccess) {
+        set_cuda_error(e, "event timing", __FILE__, __LINE__);
+        return 1;
+    }
+    return 0;
+}
+
 // Shared-memory bytes the attention kernel needs for `head_dim` (0 when unsupported).
 size_t attention_shared_bytes(int32_t head_dim);
 // One-time kernel attributes (opt-in shared memory); called by context_create.

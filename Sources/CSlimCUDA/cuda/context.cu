@@ -270,27 +270,6 @@ SLIM_EXPORT int slim_cuda_copy_bandwidth(slim_cuda_context *ctx, size_t bytes, i
     return 0;
 }
 
-// Times `body` (which enqueues work on the stream) with CUDA events: milliseconds.
-template <typename Body>
-static int time_stream(slim_cuda_context *ctx, Body body, float *ms) {
-    cudaEvent_t start = nullptr, stop = nullptr;
-    cudaError_t e = cudaEventCreate(&start);
-    if (e == cudaSuccess) e = cudaEventCreate(&stop);
-    if (e == cudaSuccess) e = cudaEventRecord(start, ctx->stream);
-    int status = e == cudaSuccess ? body() : 0;
-    if (status == 0 && e == cudaSuccess) e = cudaEventRecord(stop, ctx->stream);
-    if (status == 0 && e == cudaSuccess) e = cudaEventSynchronize(stop);
-    if (status == 0 && e == cudaSuccess) e = cudaEventElapsedTime(ms, start, stop);
-    if (start) cudaEventDestroy(start);
-    if (stop) cudaEventDestroy(stop);
-    if (status != 0) return 1;
-    if (e != cudaSuccess) {
-        set_cuda_error(e, "event timing", __FILE__, __LINE__);
-        return 1;
-    }
-    return 0;
-}
-
 // The kernel alone: a graph of `iterations` launches on prepared activations, launch i on
 // linear set[i mod n] (all of one shape).
 static int time_kernel_graph(slim_cuda_context *ctx, const std::vector<slim_cuda_linear *> &set, const float *x,
