@@ -200,21 +200,24 @@ fi
 if [[ $MODE == build ]]; then build_binaries; exit 0; fi
 
 # CPU-vs-GPU perplexity of "model:ctx:windows" specs with the backend in $SLIM_CUDA_LIB (or the
-# default lookup); adds to FAILURES.
+# default lookup), the GPU with its fp32 and its fp16 KV cache; adds to FAILURES.
 ppl_checks() {
-    local spec model ctx windows cpu gpu
+    local spec model ctx windows cpu gpu kv
     ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
     for spec in "$@"; do
         IFS=: read -r model ctx windows <<<"$spec"
         args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
         cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of || true)
-        gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null | ppl_of || true)
-        if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
-            echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU $gpu (within 0.1 %)"
-        else
-            echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ${gpu:-error} (must agree within 0.1 %)"
-            FAILURES=$((FAILURES + 1))
-        fi
+        for kv in f32 f16; do
+            gpu=$($BIN/slim-quant "${args[@]}" --device cuda --kv-cache $kv 2>/dev/null | ppl_of || true)
+            if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
+                echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU ($kv KV cache) $gpu (within 0.1 %)"
+            else
+                echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ($kv KV cache)" \
+                     "${gpu:-error} (must agree within 0.1 %)"
+                FAILURES=$((FAILURES + 1))
+            fi
+        done
     done
 }
 
@@ -333,10 +336,18 @@ step_speed() {
     if $EMULATED; then  # runs the path; emulated speeds mean nothing
         echo "SKIP bench --synthetic llama-7b: the emulator would take hours"
         $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 32 -n 8 -r 1 || FAILURES=$((FAILURES + 1))
+        $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 0 -n 8 -d 0,64 -r 1 --kv-cache f16 ||
+            FAILURES=$((FAILURES + 1))
         return 0
     fi
     for bits in 2 3; do
         $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
+    done
+    # Decode with 2048 positions cached (2.1 GB of fp32 keys and values, as many bytes as the 2-bit
+    # weights): the fp16 cache halves them.
+    for kv in f32 f16; do
+        $BIN/slim-quant bench --synthetic llama-7b --bits 2 --device cuda -p 0 -n 128 -d 2048 -r 3 --kv-cache $kv ||
+            FAILURES=$((FAILURES + 1))
     done
     $BIN/slim-quant bench --model "$FIX/stories260K-slim2" --device cuda -p 128 -n 64 -r 3 || FAILURES=$((FAILURES + 1))
 }

@@ -135,11 +135,12 @@ public final class CUDABuffer<Element>: @unchecked Sendable {
         return values
     }
 
-    /// Fills the buffer with a 32-bit pattern (e.g. a NaN to poison outputs).
-    /// - Precondition: `Element` is 4 bytes wide.
+    /// Fills the buffer with a 32-bit pattern (e.g. a NaN to poison outputs; two fp16 values).
+    /// - Precondition: the buffer is a whole number of 4-byte words.
     public func fill(bitPattern: UInt32) throws(CUDAError) {
-        precondition(MemoryLayout<Element>.stride == 4, "CUDABuffer.fill: elements must be 4 bytes")
-        try context.check(context.library.api.fill_u32(context.handle, pointer, bitPattern, count), "fill")
+        let bytes = count * MemoryLayout<Element>.stride
+        precondition(bytes % 4 == 0, "CUDABuffer.fill: \(bytes) bytes are not whole 4-byte words")
+        try context.check(context.library.api.fill_u32(context.handle, pointer, bitPattern, bytes / 4), "fill")
         try context.synchronize()
     }
 }

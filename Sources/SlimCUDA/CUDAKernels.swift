@@ -30,13 +30,16 @@ extension CUDAContext {
     }
 
     /// Causal GQA attention of `rows` query rows at positions start … start + rows − 1 over
-    /// keys/values [(start + rows) × kvHeads·headDim]; q and out are [rows × heads·headDim].
-    public func attention(q: CUDABuffer<Float>, keys: CUDABuffer<Float>, values: CUDABuffer<Float>, out: CUDABuffer<Float>,
-                          rows: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int) throws(CUDAError) {
+    /// keys/values [(start + rows) × kvHeads·headDim] of `kvCache` elements (`Float`, or the
+    /// `UInt16` bits of fp16 values); q and out are [rows × heads·headDim].
+    public func attention<KV>(q: CUDABuffer<Float>, keys: CUDABuffer<KV>, values: CUDABuffer<KV>,
+                              kvCache: CUDAKVCache = .f32, out: CUDABuffer<Float>, rows: Int, start: Int, heads: Int,
+                              kvHeads: Int, headDim: Int) throws(CUDAError) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
+        precondition(MemoryLayout<KV>.stride == kvCache.byteSize, "attention: \(KV.self) cache elements are not \(kvCache)")
         precondition(q.count >= rows * qDim && out.count >= rows * qDim && keys.count >= (start + rows) * kvDim
                      && values.count >= (start + rows) * kvDim, "attention: buffers too small")
-        try check(library.api.attention(handle, q.typed(Float.self), keys.typed(Float.self), values.typed(Float.self),
+        try check(library.api.attention(handle, q.typed(Float.self), keys.pointer, values.pointer, kvCache.dtype,
                                         out.typed(Float.self), Int32(rows), Int32(start), Int32(heads), Int32(kvHeads),
                                         Int32(headDim)), "attention")
     }
@@ -45,15 +48,17 @@ extension CUDAContext {
     /// their combination included), cycling through `caches` K/V caches `cacheStride` elements
     /// apart in `keys`/`values` (more bytes than the L2 holds: cold-cache timing), and the number
     /// of key splits used.
-    public func attentionTime(q: CUDABuffer<Float>, keys: CUDABuffer<Float>, values: CUDABuffer<Float>,
-                              cacheStride: Int, caches: Int, out: CUDABuffer<Float>, rows: Int, start: Int, heads: Int,
-                              kvHeads: Int, headDim: Int, iterations: Int) throws(CUDAError) -> (seconds: Double, splits: Int) {
+    public func attentionTime<KV>(q: CUDABuffer<Float>, keys: CUDABuffer<KV>, values: CUDABuffer<KV>,
+                                  kvCache: CUDAKVCache = .f32, cacheStride: Int, caches: Int, out: CUDABuffer<Float>,
+                                  rows: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int,
+                                  iterations: Int) throws(CUDAError) -> (seconds: Double, splits: Int) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
+        precondition(MemoryLayout<KV>.stride == kvCache.byteSize, "attentionTime: \(KV.self) cache elements are not \(kvCache)")
         precondition(caches >= 1 && q.count >= rows * qDim && out.count >= rows * qDim
                      && keys.count >= (caches - 1) * cacheStride + (start + rows) * kvDim
                      && values.count >= (caches - 1) * cacheStride + (start + rows) * kvDim, "attentionTime: buffers too small")
         var seconds = 0.0, splits: Int32 = 0
-        try check(library.api.attention_time(handle, q.typed(Float.self), keys.typed(Float.self), values.typed(Float.self),
+        try check(library.api.attention_time(handle, q.typed(Float.self), keys.pointer, values.pointer, kvCache.dtype,
                                              Int64(cacheStride), Int32(caches), out.typed(Float.self), Int32(rows),
                                              Int32(start), Int32(heads), Int32(kvHeads), Int32(headDim), Int32(iterations),
                                              &seconds, &splits), "attention timing")

@@ -3,13 +3,28 @@
 //
 // Device forms: packed linears in the GPU layout; every other linear, the embedding and the
 // classifier dense, in fp16 when that is exact for every value (F16 checkpoints) and fp32
-// otherwise, so the GPU computes with exactly the CPU's weights; norms fp32; KV cache fp32.
+// otherwise, so the GPU computes with exactly the CPU's weights; norms fp32; KV cache fp32 (the
+// CPU's values) or, asked for, fp16 (half the cache memory and decode-attention bytes).
 
 import CSlimCUDA
 import SlimIO
 import SlimModel
 import SlimPacking
 import SlimRuntime
+
+/// Element type of the GPU model's KV cache (`--kv-cache`).
+public enum CUDAKVCache: String, CaseIterable, Sendable {
+    /// fp32: the CPU runtime's keys and values exactly (the default).
+    case f32
+    /// fp16, keys and values rounded to nearest: half the memory and half the bytes a decode
+    /// step's attention reads (llama.cpp's default cache type); scores and sums stay fp32.
+    case f16
+
+    /// The SLIM_CUDA_* dtype.
+    var dtype: Int32 { self == .f32 ? Int32(SLIM_CUDA_F32) : Int32(SLIM_CUDA_F16) }
+    /// Bytes per cached element.
+    public var byteSize: Int { self == .f32 ? 4 : 2 }
+}
 
 public final class CUDAModel: @unchecked Sendable {
     public let context: CUDAContext
@@ -18,18 +33,22 @@ public final class CUDAModel: @unchecked Sendable {
     public let capacity: Int
     /// Rows per forward block.
     public let maxTokens: Int
+    /// Element type of the KV cache.
+    public let kvCache: CUDAKVCache
     /// Device bytes of the weights (embedding, norms, linears, classifier): what a decode step
     /// streams, besides the embedding row and the KV cache.
     public private(set) var weightBytes = 0
     let handle: OpaquePointer
 
     /// Creates an empty device model (weights follow through the `set…` calls).
-    init(context: CUDAContext, config: LlamaConfig, groupSize: Int?, capacity: Int, maxTokens: Int) throws(CUDAError) {
+    init(context: CUDAContext, config: LlamaConfig, groupSize: Int?, capacity: Int, maxTokens: Int,
+         kvCache: CUDAKVCache) throws(CUDAError) {
         guard capacity >= 1, maxTokens >= 1 else { throw CUDAError("GPU model: capacity and block size must be positive") }
         self.context = context
         self.config = config
         self.capacity = capacity
         self.maxTokens = maxTokens
+        self.kvCache = kvCache
         let rotary = RotaryEmbedding(config: config)
         var cosTable: [Float] = [], sinTable: [Float] = []
         cosTable.reserveCapacity(capacity * config.headDim / 2)
@@ -44,7 +63,7 @@ public final class CUDAModel: @unchecked Sendable {
             layers: Int32(config.numHiddenLayers), heads: Int32(config.numAttentionHeads),
             kv_heads: Int32(config.numKeyValueHeads), head_dim: Int32(config.headDim), vocab: Int32(config.vocabSize),
             capacity: Int32(capacity), max_tokens: Int32(maxTokens), group_size: Int32(groupSize ?? 0),
-            rms_eps: Float(config.rmsNormEps))
+            rms_eps: Float(config.rmsNormEps), kv_dtype: kvCache.dtype)
         var out: OpaquePointer?
         try context.check(context.library.api.model_create(context.handle, &cfg, cosTable, sinTable, &out),
                           "GPU model (\(capacity) positions)")
@@ -151,15 +170,16 @@ extension CUDAModel {
     /// Uploads `model` (plain or slim-packed) straight from its tensors, without building the
     /// CPU runtime's fp32 copies.
     /// - Parameters:
-    ///   - capacity: KV-cache positions; `maxTokens`: rows per prefill block.
+    ///   - capacity: KV-cache positions; `maxTokens`: rows per prefill block; `kvCache`: its elements.
     /// - Throws: `FileError` for bad tensors (naming the file), `CUDAError` for device failures.
-    public convenience init(context: CUDAContext, model: LoadedModel, capacity: Int, maxTokens: Int = 512) throws {
+    public convenience init(context: CUDAContext, model: LoadedModel, capacity: Int, maxTokens: Int = 512,
+                            kvCache: CUDAKVCache = .f32) throws {
         let config = model.config, source = model.weights, path = model.path
         let groupSize = config.packing?.groupSize
         let layout = TensorLayout(config: config, packedGroupSize: groupSize)
         try layout.validate(source, path: path)
         try self.init(context: context, config: config, groupSize: groupSize, capacity: capacity,
-                      maxTokens: min(maxTokens, capacity))
+                      maxTokens: min(maxTokens, capacity), kvCache: kvCache)
 
         func view(_ name: String) throws -> TensorView {
             guard let v = source.tensor(name) else { throw FileError(path, "missing tensor \(name)") }

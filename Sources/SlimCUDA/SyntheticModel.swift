@@ -51,10 +51,11 @@ extension CUDAModel {
     /// A random packed model of `shape` at an average of `bits` bits per weight (groups of
     /// `groupSize`, bit mix from `SyntheticModel.bitMix`), fp16 embedding and classifier.
     public static func synthetic(_ shape: SyntheticModel, bits: Int, groupSize: Int = 128, context: CUDAContext,
-                                 capacity: Int, maxTokens: Int = 512, seed: UInt64 = 1) throws(CUDAError) -> CUDAModel {
+                                 capacity: Int, maxTokens: Int = 512, kvCache: CUDAKVCache = .f32,
+                                 seed: UInt64 = 1) throws(CUDAError) -> CUDAModel {
         let config = shape.config
         let model = try CUDAModel(context: context, config: config, groupSize: groupSize, capacity: capacity,
-                                  maxTokens: min(maxTokens, capacity))
+                                  maxTokens: min(maxTokens, capacity), kvCache: kvCache)
         var rng = SplitMix64(seed: seed)
         let hidden = config.hiddenSize, vocab = config.vocabSize
         try model.setEmbedding(.f16(randomHalves(vocab * hidden, scale: 1, rng: &rng)), tied: false)

@@ -40,6 +40,21 @@ struct DeviceSelection {
     }
 }
 
+/// `--kv-cache`, shared by the commands that run a model on the GPU: the cache's element type.
+extension CUDAKVCache {
+    static let option = OptionSpec.option(
+        "kv-cache", value: "<f32|f16>",
+        help: "GPU: keep keys and values in fp32 (the CPU's values exactly) or fp16 (half the cache memory and "
+            + "decode-attention bytes, as llama.cpp; scores stay fp32, perplexity within 0.1 % of f32).",
+        default: "f32")
+
+    /// - Throws: `UsageError` for an unknown value, or `--kv-cache` without `--device cuda`.
+    init(_ args: ParsedArguments, device: ComputeDevice) throws(UsageError) {
+        self = try args.choice("kv-cache", default: CUDAKVCache.f32)
+        if args.isSet("kv-cache"), device != .cuda { throw UsageError("'--kv-cache' applies only with '--device cuda'") }
+    }
+}
+
 /// `--weights`, shared by the commands that run a model on the CPU: how F16/BF16 weights are held.
 enum CPUWeights: String, CaseIterable {
     /// As stored, borrowed from the memory map (half the memory of fp32; the default).

@@ -14,6 +14,7 @@ struct OpChecks {
         rope()
         siluMul()
         attention()
+        attention(kvCache: .f16)
         attentionTiming()
         nll()
     }
@@ -100,24 +101,39 @@ struct OpChecks {
 
     /// (heads, kvHeads, headDim, rows, start). Decode steps (rows 1–4) are split over the keys
     /// when the grid is smaller than the GPU: long contexts (2047: LLaMA-7B's last position),
-    /// contexts shorter than one tile per split, odd and non-multiple-of-4 head dims (scalar loads).
+    /// contexts shorter than one tile per split, odd and non-multiple-of-4 head dims (scalar loads),
+    /// and 12 (16-byte loads of 4 fp32 values, scalar loads of an fp16 cache).
     static let attentionCases = [(4, 4, 8, 1, 0), (4, 2, 64, 1, 37), (9, 3, 64, 17, 0), (9, 3, 64, 5, 100),
                                  (32, 8, 128, 1, 300), (8, 8, 128, 40, 10), (4, 1, 256, 3, 5), (32, 32, 128, 70, 0),
                                  (32, 32, 128, 1, 2047), (9, 3, 64, 1, 1000), (8, 4, 128, 4, 700), (2, 1, 6, 1, 90),
-                                 (3, 3, 33, 2, 64)]
+                                 (3, 3, 33, 2, 64), (4, 2, 12, 3, 50)]
 
-    func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, suffix: String = "") {
+    /// With an fp16 cache the reference uses the fp16 keys and values the kernel reads (the
+    /// rounding is the cache's, not the kernel's): the same tolerance holds.
+    func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, kvCache: CUDAKVCache = .f32,
+                   suffix: String = "") {
         for (heads, kvHeads, d, rows, start) in cases {
-            let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)\(suffix)"
+            let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)"
+                + (kvCache == .f32 ? "" : " \(kvCache) cache") + suffix
             report.run(label) {
                 var rng = Random(seed: UInt64(heads * 1000 + d + rows + start))
                 let qDim = heads * d, kvDim = kvHeads * d, context_ = start + rows
-                let q = rng.values(rows * qDim, scale: 2), k = rng.values(context_ * kvDim, scale: 2)
-                let v = rng.values(context_ * kvDim)
+                let q = rng.values(rows * qDim, scale: 2)
+                var k = rng.values(context_ * kvDim, scale: 2), v = rng.values(context_ * kvDim)
                 let out = try poisoned(rows * qDim)
-                try context.attention(q: CUDABuffer(context: context, values: q), keys: CUDABuffer(context: context, values: k),
-                                      values: CUDABuffer(context: context, values: v), out: out, rows: rows, start: start,
-                                      heads: heads, kvHeads: kvHeads, headDim: d)
+                let qBuffer = try CUDABuffer(context: context, values: q)
+                if kvCache == .f16 {
+                    let kh = k.map { Float16($0).bitPattern }, vh = v.map { Float16($0).bitPattern }
+                    k = kh.map { Float(Float16(bitPattern: $0)) }
+                    v = vh.map { Float(Float16(bitPattern: $0)) }
+                    try context.attention(q: qBuffer, keys: CUDABuffer(context: context, values: kh),
+                                          values: CUDABuffer(context: context, values: vh), kvCache: .f16, out: out,
+                                          rows: rows, start: start, heads: heads, kvHeads: kvHeads, headDim: d)
+                } else {
+                    try context.attention(q: qBuffer, keys: CUDABuffer(context: context, values: k),
+                                          values: CUDABuffer(context: context, values: v), out: out, rows: rows,
+                                          start: start, heads: heads, kvHeads: kvHeads, headDim: d)
+                }
                 var want = [Double](repeating: 0, count: rows * qDim)
                 let scale = Foundation.pow(Double(d), -0.5)
                 for t in 0..<rows {
@@ -146,25 +162,33 @@ struct OpChecks {
     }
 
     /// attention_time runs the model's launch path (a decode step with key splits on a GPU of more
-    /// SMs than KV heads), returns a positive time and leaves a finite output.
+    /// SMs than KV heads) over fp32 and fp16 caches, returns a positive time and leaves a finite
+    /// output.
     func attentionTiming() {
-        report.run("attention_time") {
-            let heads = 8, d = 64, positions = 300, kvDim = heads * d
-            var rng = Random(seed: 7)
-            let q = try CUDABuffer(context: context, values: rng.values(kvDim))
-            let keys = try CUDABuffer(context: context, values: rng.values(2 * positions * kvDim))
-            let values = try CUDABuffer(context: context, values: rng.values(2 * positions * kvDim))
-            let out = try poisoned(kvDim)
-            let (seconds, splits) = try context.attentionTime(q: q, keys: keys, values: values, cacheStride: positions * kvDim,
-                                                              caches: 2, out: out, rows: 1, start: positions - 1, heads: heads,
-                                                              kvHeads: heads, headDim: d, iterations: 2)
-            let got = try out.download().prefix(kvDim)
-            if seconds > 0 && seconds.isFinite && splits > 1 && got.allSatisfy({ $0.isFinite }) {
-                report.pass("attention_time", String(format: "%.1f µs, %d key splits", seconds * 1e6, splits))
-            } else {
-                report.fail("attention_time", "seconds \(seconds), splits \(splits), finite output \(got.allSatisfy { $0.isFinite })")
+        let heads = 8, d = 64, positions = 300, kvDim = heads * d
+        func check<KV>(_ kvCache: CUDAKVCache, _ cache: [KV]) {
+            let label = "attention_time \(kvCache) cache"
+            report.run(label) {
+                var rng = Random(seed: 7)
+                let q = try CUDABuffer(context: context, values: rng.values(kvDim))
+                let keys = try CUDABuffer(context: context, values: cache), values = try CUDABuffer(context: context, values: cache)
+                let out = try poisoned(kvDim)
+                let (seconds, splits) = try context.attentionTime(q: q, keys: keys, values: values, kvCache: kvCache,
+                                                                  cacheStride: positions * kvDim, caches: 2, out: out, rows: 1,
+                                                                  start: positions - 1, heads: heads, kvHeads: heads, headDim: d,
+                                                                  iterations: 2)
+                let got = try out.download().prefix(kvDim)
+                if seconds > 0 && seconds.isFinite && splits > 1 && got.allSatisfy({ $0.isFinite }) {
+                    report.pass(label, String(format: "%.1f µs, %d key splits", seconds * 1e6, splits))
+                } else {
+                    report.fail(label, "seconds \(seconds), splits \(splits), finite output \(got.allSatisfy { $0.isFinite })")
+                }
             }
         }
+        var rng = Random(seed: 8)
+        let cache = rng.values(2 * positions * kvDim)
+        check(.f32, cache)
+        check(.f16, cache.map { Float16($0).bitPattern })
     }
 
     func nll() {

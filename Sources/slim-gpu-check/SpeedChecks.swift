@@ -22,34 +22,41 @@ struct SpeedChecks {
                                       seed: UInt64(bits))
     }
 
-    /// A LLaMA-7B decode step's attention (32 heads of 128, fp32 KV cache) at 512 and 2048
-    /// positions, split over the keys as the model runs it and unsplit (SLIM_CUDA_ATTN_SPLITS=1):
-    /// one query per head leaves the unsplit grid at 32 blocks on a GPU of 132 SMs. Cold: the
-    /// launches cycle through caches that together exceed 2 × L2, as the layers of a model do.
+    /// A LLaMA-7B decode step's attention (32 heads of 128) at 512 and 2048 positions: fp32 KV
+    /// cache split over the keys as the model runs it and unsplit (SLIM_CUDA_ATTN_SPLITS=1: one
+    /// query per head leaves the grid at 32 blocks on a GPU of 132 SMs), and the fp16 cache
+    /// (`--kv-cache f16`, half the bytes). Cold: the launches cycle through caches that together
+    /// exceed 2 × L2, as the layers of a model do.
     func attention(copy: Double) throws {
         let unsplit = try TuningChecks.context(libraryPath: context.library.path, ["SLIM_CUDA_ATTN_SPLITS": 1])
         let heads = 32, d = 128, kvDim = heads * d
         for positions in [512, 2048] {
-            let layerBytes = 2 * 4 * positions * kvDim
-            let caches = max(2, (2 * Int(context.device.l2CacheBytes) + layerBytes - 1) / layerBytes + 1)
-            var times: [(seconds: Double, splits: Int)] = []
-            for ctx in [context, unsplit] {
+            func time<KV>(_ ctx: CUDAContext, _ kv: KV.Type, _ kvCache: CUDAKVCache) throws -> (seconds: Double, splits: Int) {
+                let layerBytes = 2 * kvCache.byteSize * positions * kvDim
+                let caches = max(2, (2 * Int(ctx.device.l2CacheBytes) + layerBytes - 1) / layerBytes + 1)
                 var rng = Random(seed: UInt64(positions))
                 let q = try CUDABuffer(context: ctx, values: rng.values(kvDim, scale: 1))
-                let keys = try CUDABuffer<Float>(context: ctx, count: caches * positions * kvDim)
-                let values = try CUDABuffer<Float>(context: ctx, count: caches * positions * kvDim)
-                try keys.fill(bitPattern: 0x3C00_0000)    // small finite values: 2^-7
+                let keys = try CUDABuffer<KV>(context: ctx, count: caches * positions * kvDim)
+                let values = try CUDABuffer<KV>(context: ctx, count: caches * positions * kvDim)
+                // Small finite values: 2^-7 as fp32, or 2^-7 and 1 as fp16 pairs.
+                try keys.fill(bitPattern: 0x3C00_0000)
                 try values.fill(bitPattern: 0x3C00_0000)
                 let out = try CUDABuffer<Float>(context: ctx, count: kvDim)
-                times.append(try ctx.attentionTime(q: q, keys: keys, values: values, cacheStride: positions * kvDim,
-                                                   caches: caches, out: out, rows: 1, start: positions - 1, heads: heads,
-                                                   kvHeads: heads, headDim: d, iterations: 50))
+                return try ctx.attentionTime(q: q, keys: keys, values: values, kvCache: kvCache,
+                                             cacheStride: positions * kvDim, caches: caches, out: out, rows: 1,
+                                             start: positions - 1, heads: heads, kvHeads: heads, headDim: d,
+                                             iterations: 50)
             }
-            let rate = Double(layerBytes) / times[0].seconds
+            let split = try time(context, Float.self, .f32), whole = try time(unsplit, Float.self, .f32)
+            let half = try time(context, UInt16.self, .f16)
+            let rate = Double(2 * 4 * positions * kvDim) / split.seconds
+            let halfRate = Double(2 * 2 * positions * kvDim) / half.seconds
             print(String(format: "SPEED attention decode 32x128 heads, %4d positions: %7.2f µs = %5.0f GB/s = %3.0f%% of copy "
-                         + "(%d key splits, cold, %d caches); unsplit %7.2f µs (%.1f× slower)",
-                         positions, times[0].seconds * 1e6, rate / 1e9, 100 * rate / copy, times[0].splits, caches,
-                         times[1].seconds * 1e6, times[1].seconds / times[0].seconds))
+                         + "(fp32 cache, %d key splits, cold); unsplit %7.2f µs (%.1f× slower); "
+                         + "fp16 cache %7.2f µs = %5.0f GB/s (%.2f× the fp32 time)",
+                         positions, split.seconds * 1e6, rate / 1e9, 100 * rate / copy, split.splits,
+                         whole.seconds * 1e6, whole.seconds / split.seconds, half.seconds * 1e6, halfRate / 1e9,
+                         half.seconds / split.seconds))
         }
     }
 

@@ -70,8 +70,11 @@ enum TuningChecks {
         for splits in [1, 3, 64] {
             report.run("attention SLIM_CUDA_ATTN_SPLITS=\(splits)") {
                 let context = try context(libraryPath: libraryPath, ["SLIM_CUDA_ATTN_SPLITS": splits])
-                OpChecks(context: context, report: report)
-                    .attention(cases: OpChecks.attentionCases.filter { $0.3 <= 4 }, suffix: " splits \(splits)")
+                let checks = OpChecks(context: context, report: report)
+                for kvCache in CUDAKVCache.allCases {
+                    checks.attention(cases: OpChecks.attentionCases.filter { $0.3 <= 4 }, kvCache: kvCache,
+                                     suffix: " splits \(splits)")
+                }
             }
         }
         checkRefused("SLIM_CUDA_ATTN_SPLITS", 129, libraryPath: libraryPath, report: report)

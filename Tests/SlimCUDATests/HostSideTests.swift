@@ -24,6 +24,8 @@ final class HostSideTests: XCTestCase {
         XCTAssertEqual(CUDAWeightType.f16.rawValue, Int32(SLIM_CUDA_F16))
         XCTAssertEqual(CUDAWeightType.bf16.rawValue, Int32(SLIM_CUDA_BF16))
         XCTAssertEqual([CUDAWeightType.f32, .f16, .bf16].map(\.byteSize), [4, 2, 2])
+        XCTAssertEqual(CUDAKVCache.allCases.map(\.dtype), [Int32(SLIM_CUDA_F32), Int32(SLIM_CUDA_F16)])
+        XCTAssertEqual(CUDAKVCache.allCases.map(\.byteSize), [4, 2])
         let bf16 = CUDADenseWeights.bf16([0x3F80, 0xC020])
         XCTAssertEqual(bf16.type, .bf16)
         XCTAssertEqual(bf16.count, 2)

@@ -37,6 +37,15 @@ final class RuntimeCommandTests: XCTestCase {
         let table = runCLI(["bench", "--model", model, "-p", "32", "-n", "0", "-r", "1"])
         XCTAssertTrue(table.out.contains("| pp32 |") || table.out.contains("pp32 |"), table.out)
         XCTAssertEqual(runCLI(["bench", "--model", model, "-p", "0", "-n", "0"]).code, .usage)
+
+        // --depth: both tests after an untimed context, named as llama-bench names them; the
+        // cache holds the context and the test (the depth alone would overflow it).
+        let deep = runCLI(["bench", "--model", model, "-p", "16", "-n", "4", "-d", "0,200", "-r", "1", "--json"])
+        XCTAssertEqual(deep.code, .success, deep.err)
+        let deepRows = try XCTUnwrap(try JSON.parse(string: deep.out).array)
+        XCTAssertEqual(deepRows.map { $0["test"]?.string }, ["pp16", "tg4", "pp16 @ d200", "tg4 @ d200"])
+        XCTAssertEqual(deepRows.map { $0["n_depth"]?.int }, [0, 0, 200, 200])
+        XCTAssertEqual(rows.map { $0["n_depth"]?.int }, [0, 0])
     }
 
     /// A BF16 / F16 model: `--weights native` (the default) keeps the weights 16-bit and gives

@@ -4,8 +4,9 @@
 //
 // grid: (kv_heads, ⌈queries / 16⌉, splits) where the queries of a KV head are its query heads ×
 // the block's token rows (so GQA heads share each K/V tile); block: 4 warps × 4 queries. Per tile
-// of 32 keys, K and V are staged in shared memory; lane j scores key j, then every lane updates
-// its slice of the head dimension.
+// of 32 keys, K and V are staged in shared memory (as fp32, whatever the cache holds: fp32, or
+// fp16 for half the bytes per decode step); lane j scores key j, then every lane updates its
+// slice of the head dimension.
 //
 // Split keys (flash-decoding): a decode step has one query block per KV head, 32 blocks for
 // LLaMA-7B on 132 SMs, each walking the whole cache tile by tile. When the grid is smaller than
@@ -38,11 +39,27 @@ struct AttnPartial {
     float2 *ml = nullptr;
 };
 
-template <int DR>  // ⌈head_dim / 32⌉ values of the output per lane and query
+// Widens the 4 (fp32) or 8 (fp16) cache elements at p, one 16-byte load.
+__device__ __forceinline__ void load16(const float *p, float (&out)[4]) {
+    const float4 v = __ldg(reinterpret_cast<const float4 *>(p));
+    out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+}
+__device__ __forceinline__ void load16(const __half *p, float (&out)[8]) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
+    const uint32_t parts[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&parts[i]));
+        out[2 * i] = f.x, out[2 * i + 1] = f.y;
+    }
+}
+
+// DR: ⌈head_dim / 32⌉ values of the output per lane and query; KV: the cache's element type.
+template <int DR, typename KV>
 __global__ void __launch_bounds__(kAttnWarps * 32)
-    attention_kernel(const float *__restrict__ q, const float *__restrict__ keys, const float *__restrict__ values,
+    attention_kernel(const float *__restrict__ q, const KV *__restrict__ keys, const KV *__restrict__ values,
                      float *__restrict__ out, AttnPartial partial, int32_t rows, const int32_t *__restrict__ d_start,
-                     int32_t heads, int32_t kv_heads, int32_t d, float scale, bool vec4) {
+                     int32_t heads, int32_t kv_heads, int32_t d, float scale, bool vec) {
     SLIM_DYNAMIC_SHARED(float, sm);
     float *qs = sm;                            // [16][d]
     float *ks = qs + kAttnQueries * d;         // [32][d + 1] (odd stride: conflict-free column reads)
@@ -87,27 +104,35 @@ __global__ void __launch_bounds__(kAttnWarps * 32)
 
     for (int32_t k0 = k_begin; k0 < k_end; k0 += kAttnKeys) {
         __syncthreads();  // the previous tile is consumed (and the q tile written, first time)
-        if (vec4) {  // d, kv_dim and both cache pointers multiples of 4 floats: 16-byte loads
-            const int32_t d4 = d >> 2;
-            for (int32_t idx = threadIdx.x; idx < kAttnKeys * d4; idx += blockDim.x) {
-                const int32_t jj = idx / d4, dd = (idx % d4) << 2, key = k0 + jj;
-                float4 kv = make_float4(0.0f, 0.0f, 0.0f, 0.0f), vv = kv;
+        if (vec) {  // d a multiple of W, both cache pointers 16-byte aligned: 16-byte loads
+            constexpr int W = 16 / sizeof(KV);
+            const int32_t dw = d / W;
+            for (int32_t idx = threadIdx.x; idx < kAttnKeys * dw; idx += blockDim.x) {
+                const int32_t jj = idx / dw, dd = (idx % dw) * W, key = k0 + jj;
+                float kv[W], vv[W];
                 if (key < k_end) {
                     const size_t src = (size_t)key * kv_dim + kvh * d + dd;
-                    kv = __ldg(reinterpret_cast<const float4 *>(keys + src));
-                    vv = __ldg(reinterpret_cast<const float4 *>(values + src));
+                    load16(keys + src, kv);
+                    load16(values + src, vv);
+                } else {
+#pragma unroll
+                    for (int w = 0; w < W; w++) kv[w] = vv[w] = 0.0f;
                 }
                 float *kd = ks + jj * (d + 1) + dd;  // odd row stride: stored one by one
-                kd[0] = kv.x, kd[1] = kv.y, kd[2] = kv.z, kd[3] = kv.w;
-                *reinterpret_cast<float4 *>(vs + jj * d + dd) = vv;
+#pragma unroll
+                for (int w = 0; w < W; w++) kd[w] = kv[w];
+#pragma unroll
+                for (int w = 0; w < W; w += 4) {
+                    *reinterpret_cast<float4 *>(vs + jj * d + dd + w) = make_float4(vv[w], vv[w + 1], vv[w + 2], vv[w + 3]);
+                }
             }
         } else {
             for (int32_t idx = threadIdx.x; idx < kAttnKeys * d; idx += blockDim.x) {
                 const int32_t jj = idx / d, dd = idx % d, key = k0 + jj;
                 const bool inside = key < k_end;
                 const size_t src = (size_t)key * kv_dim + kvh * d + dd;
-                ks[jj * (d + 1) + dd] = inside ? keys[src] : 0.0f;
-                vs[jj * d + dd] = inside ? values[src] : 0.0f;
+                ks[jj * (d + 1) + dd] = inside ? to_float(keys[src]) : 0.0f;
+                vs[jj * d + dd] = inside ? to_float(values[src]) : 0.0f;
             }
         }
         __syncthreads();
@@ -186,7 +211,10 @@ static int set_attention_limit(slim_cuda_context *ctx, int32_t max_head_dim) {
     const size_t bytes = attention_shared_bytes(max_head_dim);
     if (bytes <= 48 * 1024) return 0;
     if (bytes > ctx->shared_memory_optin) return 0;  // launches needing it are refused with a message
-    SLIM_CHECK(cudaFuncSetAttribute(attention_kernel<DR>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    SLIM_CHECK(cudaFuncSetAttribute(attention_kernel<DR, float>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bytes));
+    SLIM_CHECK(cudaFuncSetAttribute(attention_kernel<DR, __half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bytes));
     return 0;
 }
 
@@ -220,10 +248,46 @@ size_t attention_partial_bytes(const slim_cuda_context *ctx, int32_t rows, int32
     return splits == 1 ? 0 : sizeof(float) * (size_t)splits * rows * heads * (head_dim + 2);
 }
 
-int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values,
-                     float *d_out, int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
-                     int32_t head_dim, int32_t max_keys, Scratch &partials) {
+// One launch of attention_kernel<DR, KV> (the caller checked the shared memory).
+template <int DR, typename KV>
+static void launch_attention_kernel(slim_cuda_context *ctx, dim3 grid, size_t shared, const float *d_q,
+                                    const void *d_keys, const void *d_values, float *d_out, AttnPartial partial,
+                                    int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
+                                    int32_t head_dim, float scale) {
+    const bool vec = head_dim % (16 / (int)sizeof(KV)) == 0 &&
+                     (reinterpret_cast<uintptr_t>(d_keys) | reinterpret_cast<uintptr_t>(d_values)) % 16 == 0;
+    SLIM_LAUNCH(grid, kAttnWarps * 32, shared, ctx->stream, attention_kernel<DR, KV>)(
+        d_q, static_cast<const KV *>(d_keys), static_cast<const KV *>(d_values), d_out, partial, rows, d_start, heads,
+        kv_heads, head_dim, scale, vec);
+}
+
+template <typename KV>
+static void launch_attention_dr(slim_cuda_context *ctx, dim3 grid, size_t shared, const float *d_q,
+                                const void *d_keys, const void *d_values, float *d_out, AttnPartial partial,
+                                int32_t rows, const int32_t *d_start, int32_t heads, int32_t kv_heads,
+                                int32_t head_dim, float scale) {
+#define SLIM_ATTENTION(DR)                                                                                        \
+    launch_attention_kernel<DR, KV>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads, \
+                                    kv_heads, head_dim, scale)
+    if (head_dim <= 32) {
+        SLIM_ATTENTION(1);
+    } else if (head_dim <= 64) {
+        SLIM_ATTENTION(2);
+    } else if (head_dim <= 96) {
+        SLIM_ATTENTION(3);
+    } else if (head_dim <= 128) {
+        SLIM_ATTENTION(4);
+    } else {
+        SLIM_ATTENTION(8);
+    }
+#undef SLIM_ATTENTION
+}
+
+int launch_attention(slim_cuda_context *ctx, const float *d_q, const void *d_keys, const void *d_values,
+                     int32_t kv_dtype, float *d_out, int32_t rows, const int32_t *d_start, int32_t heads,
+                     int32_t kv_heads, int32_t head_dim, int32_t max_keys, Scratch &partials) {
     if (rows == 0) return 0;
+    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention: unsupported KV-cache dtype %d (F32 or F16)", kv_dtype);
     const size_t shared = attention_shared_bytes(head_dim);
     SLIM_REQUIRE(shared > 0, "attention: head_dim %d is not supported (2…%d)", head_dim, kAttnMaxHeadDim);
     SLIM_REQUIRE(shared <= 48 * 1024 || shared <= ctx->shared_memory_optin,
@@ -239,23 +303,13 @@ int launch_attention(slim_cuda_context *ctx, const float *d_q, const float *d_ke
     }
     const dim3 grid((unsigned)kv_heads, (unsigned)((queries + kAttnQueries - 1) / kAttnQueries), (unsigned)splits);
     const float scale = (float)std::pow((double)head_dim, -0.5);
-    const int threads = kAttnWarps * 32;
-    const bool vec4 = head_dim % 4 == 0 && (reinterpret_cast<uintptr_t>(d_keys) | reinterpret_cast<uintptr_t>(d_values)) % 16 == 0;
-#define SLIM_ATTENTION(DR)                                                                                            \
-    SLIM_LAUNCH(grid, threads, shared, ctx->stream, attention_kernel<DR>)(d_q, d_keys, d_values, d_out, partial, rows, \
-                                                                          d_start, heads, kv_heads, head_dim, scale, vec4)
-    if (head_dim <= 32) {
-        SLIM_ATTENTION(1);
-    } else if (head_dim <= 64) {
-        SLIM_ATTENTION(2);
-    } else if (head_dim <= 96) {
-        SLIM_ATTENTION(3);
-    } else if (head_dim <= 128) {
-        SLIM_ATTENTION(4);
+    if (kv_dtype == SLIM_CUDA_F16) {
+        launch_attention_dr<__half>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads,
+                                    kv_heads, head_dim, scale);
     } else {
-        SLIM_ATTENTION(8);
+        launch_attention_dr<float>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads,
+                                   kv_heads, head_dim, scale);
     }
-#undef SLIM_ATTENTION
     SLIM_KERNEL_CHECK(ctx, "attention");
     if (splits > 1) {
         const int32_t total = rows * heads;
@@ -278,21 +332,22 @@ static int device_start(slim_cuda_context *ctx, int32_t start, const int32_t **d
     return 0;
 }
 
-SLIM_EXPORT int slim_cuda_attention(slim_cuda_context *ctx, const float *d_q, const float *d_keys,
-                                    const float *d_values, float *d_out, int32_t rows, int32_t start, int32_t heads,
-                                    int32_t kv_heads, int32_t head_dim) {
+SLIM_EXPORT int slim_cuda_attention(slim_cuda_context *ctx, const float *d_q, const void *d_keys,
+                                    const void *d_values, int32_t kv_dtype, float *d_out, int32_t rows, int32_t start,
+                                    int32_t heads, int32_t kv_heads, int32_t head_dim) {
     SLIM_REQUIRE(rows >= 0 && start >= 0 && heads >= 1 && kv_heads >= 1 && heads % kv_heads == 0,
                  "attention: bad arguments (rows %d, start %d, heads %d, kv_heads %d)", rows, start, heads, kv_heads);
     const int32_t *d_start = nullptr;
     SLIM_TRY(device_start(ctx, start, &d_start));
-    SLIM_TRY(launch_attention(ctx, d_q, d_keys, d_values, d_out, rows, d_start, heads, kv_heads, head_dim, start + rows,
-                              ctx->attn_partials));
+    SLIM_TRY(launch_attention(ctx, d_q, d_keys, d_values, kv_dtype, d_out, rows, d_start, heads, kv_heads, head_dim,
+                              start + rows, ctx->attn_partials));
     SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
     return 0;
 }
 
-SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_q, const float *d_keys,
-                                         const float *d_values, int64_t cache_stride, int32_t caches, float *d_out,
+SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_q, const void *d_keys,
+                                         const void *d_values, int32_t kv_dtype, int64_t cache_stride, int32_t caches,
+                                         float *d_out,
                                          int32_t rows, int32_t start, int32_t heads, int32_t kv_heads,
                                          int32_t head_dim, int32_t iterations, double *seconds, int32_t *splits) {
     *seconds = 0;
@@ -301,12 +356,14 @@ SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_
                      cache_stride >= 0 && iterations >= 1,
                  "attention_time: bad arguments (rows %d, start %d, heads %d/%d, caches %d, iterations %d)", rows, start,
                  heads, kv_heads, caches, iterations);
+    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention_time: unsupported KV-cache dtype %d (F32 or F16)", kv_dtype);
     const int32_t *d_start = nullptr;
     SLIM_TRY(device_start(ctx, start, &d_start));
     auto launch = [&](int32_t i) {
-        const size_t offset = (size_t)(i % caches) * (size_t)cache_stride;
-        return launch_attention(ctx, d_q, d_keys + offset, d_values + offset, d_out, rows, d_start, heads, kv_heads,
-                                head_dim, start + rows, ctx->attn_partials);
+        const size_t offset = (size_t)(i % caches) * (size_t)cache_stride * dtype_bytes(kv_dtype);
+        return launch_attention(ctx, d_q, static_cast<const char *>(d_keys) + offset,
+                                static_cast<const char *>(d_values) + offset, kv_dtype, d_out, rows, d_start, heads,
+                                kv_heads, head_dim, start + rows, ctx->attn_partials);
     };
     SLIM_TRY(launch(0));  // warm-up; sizes the partials before timing
     float ms = 0;

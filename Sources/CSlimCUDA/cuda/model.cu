@@ -22,9 +22,9 @@ struct slim_cuda_model {
     std::vector<float *> input_norm, post_norm;
     std::vector<std::array<slim_cuda_linear *, 7>> linears;
     slim_cuda_linear *lm_head = nullptr;
-    // Rotary tables [capacity × head_dim/2], KV cache [layer][capacity × kv_dim].
+    // Rotary tables [capacity × head_dim/2], KV cache [layer][capacity × kv_dim] of cfg.kv_dtype.
     float *cos_table = nullptr, *sin_table = nullptr;
-    float *cache = nullptr;
+    char *cache = nullptr;
     // Activations for max_tokens rows.
     float *hidden = nullptr, *normed = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *attn = nullptr;
     float *gate = nullptr, *up = nullptr, *logits = nullptr;
@@ -39,8 +39,9 @@ struct slim_cuda_model {
     bool use_graph = true, graph_failed = false;
     cudaGraphExec_t decode_graph = nullptr;
 
-    float *keys(int32_t layer) const { return cache + (size_t)2 * layer * cfg.capacity * kv_dim; }
-    float *values(int32_t layer) const { return keys(layer) + (size_t)cfg.capacity * kv_dim; }
+    size_t cache_layer_bytes() const { return (size_t)cfg.capacity * kv_dim * slim::dtype_bytes(cfg.kv_dtype); }
+    void *keys(int32_t layer) const { return cache + 2 * layer * cache_layer_bytes(); }
+    void *values(int32_t layer) const { return cache + (2 * layer + 1) * cache_layer_bytes(); }
 };
 
 namespace slim {
@@ -125,12 +126,12 @@ static int run_layer(slim_cuda_model *m, int32_t l, int32_t rows) {
     SLIM_TRY(linear_forward(ctx, w[SLIM_CUDA_K], m->normed, rows, prepared ? &prep : nullptr, m->k, false));
     SLIM_TRY(linear_forward(ctx, w[SLIM_CUDA_V], m->normed, rows, prepared ? &prep : nullptr, m->v, false));
     SLIM_TRY(launch_rope(ctx, m->q, rows, m->q_dim, c.heads, c.head_dim, m->cos_table, m->sin_table, m->start, m->q,
-                         m->q_dim, false));
+                         SLIM_CUDA_F32, m->q_dim, false));
     SLIM_TRY(launch_rope(ctx, m->k, rows, m->kv_dim, c.kv_heads, c.head_dim, m->cos_table, m->sin_table, m->start,
-                         m->keys(l), m->kv_dim, true));
-    SLIM_TRY(launch_copy_rows(ctx, m->v, rows, m->kv_dim, m->start, m->values(l)));
-    SLIM_TRY(launch_attention(ctx, m->q, m->keys(l), m->values(l), m->attn, rows, m->start, c.heads, c.kv_heads,
-                              c.head_dim, c.capacity, m->attn_partials));
+                         m->keys(l), c.kv_dtype, m->kv_dim, true));
+    SLIM_TRY(launch_copy_rows(ctx, m->v, rows, m->kv_dim, m->start, m->values(l), c.kv_dtype));
+    SLIM_TRY(launch_attention(ctx, m->q, m->keys(l), m->values(l), c.kv_dtype, m->attn, rows, m->start, c.heads,
+                              c.kv_heads, c.head_dim, c.capacity, m->attn_partials));
     SLIM_TRY(prepare_for(m, m->attn, rows, m->q_dim, {w[SLIM_CUDA_O]}, &prep, &prepared));
     SLIM_TRY(linear_forward(ctx, w[SLIM_CUDA_O], m->attn, rows, prepared ? &prep : nullptr, m->hidden, true));
 
@@ -226,6 +227,8 @@ SLIM_EXPORT int slim_cuda_model_create(slim_cuda_context *ctx, const slim_cuda_m
                  "model_create: invalid configuration");
     SLIM_REQUIRE(attention_shared_bytes(c.head_dim) > 0 && c.head_dim % 2 == 0,
                  "model_create: head_dim %d is not supported on the GPU (even, 2…256)", c.head_dim);
+    SLIM_REQUIRE(kv_dtype_supported(c.kv_dtype), "model_create: KV-cache dtype %d is not supported (F32 or F16)",
+                 c.kv_dtype);
     auto *m = new (std::nothrow) slim_cuda_model();
     SLIM_REQUIRE(m != nullptr, "out of host memory");
     m->ctx = ctx;
@@ -246,7 +249,7 @@ SLIM_EXPORT int slim_cuda_model_create(slim_cuda_context *ctx, const slim_cuda_m
     };
     alloc(&m->cos_table, sizeof(float) * c.capacity * half, "rotary table");
     alloc(&m->sin_table, sizeof(float) * c.capacity * half, "rotary table");
-    alloc(&m->cache, sizeof(float) * 2 * (size_t)c.layers * c.capacity * m->kv_dim, "KV cache");
+    alloc(&m->cache, 2 * (size_t)c.layers * m->cache_layer_bytes(), "KV cache");
     alloc(&m->hidden, sizeof(float) * t * c.hidden, "activations");
     alloc(&m->normed, sizeof(float) * t * c.hidden, "activations");
     alloc(&m->q, sizeof(float) * t * m->q_dim, "activations");

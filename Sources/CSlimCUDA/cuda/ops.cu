@@ -1,5 +1,5 @@
-// Element-wise and row-wise decoder kernels: RMSNorm, rotary embedding, value-cache copy,
-// SwiGLU, embedding gather, next-token NLL, fill. Products and sums that the CPU runtime rounds
+// Element-wise and row-wise decoder kernels: RMSNorm, rotary embedding, value-cache copy (the
+// cache fp32 or fp16), SwiGLU, embedding gather, next-token NLL, fill. Products and sums that the CPU runtime rounds
 // separately use __fmul_rn/__fadd_rn here so nvcc does not contract them into FMAs: the GPU
 // then rounds like SlimRuntime (only reduction order differs).
 #include "common.cuh"
@@ -21,28 +21,30 @@ __global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restr
     for (int32_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = __fmul_rn(__fmul_rn(xr[i], inverse), w[i]);
 }
 
+template <typename D>  // float, or __half for an fp16 KV cache
 __global__ void rope_kernel(const float *x, int32_t row_stride, int32_t heads, int32_t head_dim,
                             const float *__restrict__ cos_table, const float *__restrict__ sin_table,
-                            const int32_t *__restrict__ start, float *dst, int64_t dst_stride, int32_t at_position) {
+                            const int32_t *__restrict__ start, D *dst, int64_t dst_stride, int32_t at_position) {
     const int32_t r = blockIdx.x, half = head_dim / 2, position = *start + r;
     const float *xr = x + (size_t)r * row_stride;
-    float *dr = dst + (size_t)(at_position ? position : r) * dst_stride;
+    D *dr = dst + (size_t)(at_position ? position : r) * dst_stride;
     const float *c = cos_table + (size_t)position * half, *s = sin_table + (size_t)position * half;
     for (int32_t idx = threadIdx.x; idx < heads * half; idx += blockDim.x) {
         const int32_t h = idx / half, i = idx % half;
         const float a = xr[h * head_dim + i], b = xr[h * head_dim + i + half];
         // rotate_half: (a, b) → (a·cos − b·sin, b·cos + a·sin), each product rounded.
-        dr[h * head_dim + i] = __fadd_rn(__fmul_rn(a, c[i]), __fmul_rn(-b, s[i]));
-        dr[h * head_dim + i + half] = __fadd_rn(__fmul_rn(b, c[i]), __fmul_rn(a, s[i]));
+        store_float(dr + h * head_dim + i, __fadd_rn(__fmul_rn(a, c[i]), __fmul_rn(-b, s[i])));
+        store_float(dr + h * head_dim + i + half, __fadd_rn(__fmul_rn(b, c[i]), __fmul_rn(a, s[i])));
     }
 }
 
+template <typename D>
 __global__ void copy_rows_kernel(const float *__restrict__ src, int32_t rows, int32_t width,
-                                 const int32_t *__restrict__ start, float *__restrict__ dst) {
+                                 const int32_t *__restrict__ start, D *__restrict__ dst) {
     const int64_t total = (int64_t)rows * width;
     const int64_t offset = (int64_t)(*start) * width;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        dst[offset + i] = src[i];
+        store_float(dst + offset + i, src[i]);
     }
 }
 
@@ -107,19 +109,35 @@ int launch_rmsnorm(slim_cuda_context *ctx, const float *d_x, const float *d_w, f
 }
 
 int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t row_stride, int32_t heads,
-                int32_t head_dim, const float *d_cos, const float *d_sin, const int32_t *d_start, float *d_dst,
-                int64_t dst_stride, bool at_position) {
+                int32_t head_dim, const float *d_cos, const float *d_sin, const int32_t *d_start, void *d_dst,
+                int32_t dst_dtype, int64_t dst_stride, bool at_position) {
     if (rows == 0) return 0;
-    SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start, d_dst,
-                                               dst_stride, at_position ? 1 : 0);
+    SLIM_REQUIRE(kv_dtype_supported(dst_dtype), "rope: unsupported destination dtype %d", dst_dtype);
+    if (dst_dtype == SLIM_CUDA_F16) {
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel<__half>)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start,
+                                                                   static_cast<__half *>(d_dst), dst_stride,
+                                                                   at_position ? 1 : 0);
+    } else {
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel<float>)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start,
+                                                                  static_cast<float *>(d_dst), dst_stride,
+                                                                  at_position ? 1 : 0);
+    }
     SLIM_KERNEL_CHECK(ctx, "rope");
     return 0;
 }
 
 int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, const int32_t *d_start,
-                     float *d_dst) {
+                     void *d_dst, int32_t dst_dtype) {
     if (rows == 0) return 0;
-    SLIM_LAUNCH(grid_for((int64_t)rows * width, 256), 256, 0, ctx->stream, copy_rows_kernel)(d_src, rows, width, d_start, d_dst);
+    SLIM_REQUIRE(kv_dtype_supported(dst_dtype), "copy_rows: unsupported destination dtype %d", dst_dtype);
+    const unsigned grid = grid_for((int64_t)rows * width, 256);
+    if (dst_dtype == SLIM_CUDA_F16) {
+        SLIM_LAUNCH(grid, 256, 0, ctx->stream, copy_rows_kernel<__half>)(d_src, rows, width, d_start,
+                                                                         static_cast<__half *>(d_dst));
+    } else {
+        SLIM_LAUNCH(grid, 256, 0, ctx->stream, copy_rows_kernel<float>)(d_src, rows, width, d_start,
+                                                                        static_cast<float *>(d_dst));
+    }
     SLIM_KERNEL_CHECK(ctx, "copy_rows");
     return 0;
 }
@@ -180,7 +198,7 @@ SLIM_EXPORT int slim_cuda_rope(slim_cuda_context *ctx, float *d_x, int32_t rows,
     SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
     SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
     SLIM_TRY(launch_rope(ctx, d_x, rows, row_stride, heads, head_dim, d_cos, d_sin, (const int32_t *)ctx->ints.ptr, d_x,
-                         row_stride, false));
+                         SLIM_CUDA_F32, row_stride, false));
     SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
     return 0;
 }

@@ -25,13 +25,14 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; slim-quant refuses another version. */
-#define SLIM_CUDA_ABI_VERSION 4
+#define SLIM_CUDA_ABI_VERSION 5
 
 typedef struct slim_cuda_context slim_cuda_context;
 typedef struct slim_cuda_linear slim_cuda_linear;
 typedef struct slim_cuda_model slim_cuda_model;
 
-/* Element types of dense weights and embeddings (BF16 since ABI 2). */
+/* Element types of dense weights and embeddings (BF16 since ABI 2), and of the KV cache (F32 or
+ * F16, since ABI 5). */
 enum { SLIM_CUDA_F32 = 0, SLIM_CUDA_F16 = 1, SLIM_CUDA_BF16 = 2 };
 
 /* Which logits model_forward returns. */
@@ -70,6 +71,7 @@ typedef struct {
     int32_t max_tokens;            /* rows per forward block (prefill) */
     int32_t group_size;            /* of the packed linears (0 when every linear is dense) */
     float rms_eps;
+    int32_t kv_dtype;              /* KV-cache elements: SLIM_CUDA_F32 (exact) or SLIM_CUDA_F16 (ABI 5) */
 } slim_cuda_model_config;
 
 /*
@@ -112,16 +114,19 @@ typedef struct {
     X(int, rope, (slim_cuda_context *ctx, float *d_x, int32_t rows, int32_t row_stride, int32_t heads, \
                   int32_t head_dim, const float *d_cos, const float *d_sin, int32_t start)) \
     X(int, silu_mul, (slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count)) \
-    X(int, attention, (slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values, \
-                       float *d_out, int32_t rows, int32_t start, int32_t heads, int32_t kv_heads, int32_t head_dim)) \
+    /* Keys/values are kv_dtype elements (F32 or F16; ABI 5); scores and sums are fp32. */ \
+    X(int, attention, (slim_cuda_context *ctx, const float *d_q, const void *d_keys, const void *d_values, \
+                       int32_t kv_dtype, float *d_out, int32_t rows, int32_t start, int32_t heads, int32_t kv_heads, \
+                       int32_t head_dim)) \
     X(int, nll, (slim_cuda_context *ctx, const float *d_logits, const int32_t *d_targets, int32_t rows, \
                  int32_t vocab, double *d_out)) \
     /* Mean seconds per attention launch (key splits and their combination included), from CUDA \
      * events around `iterations` back-to-back launches that cycle through `caches` K/V caches \
-     * cache_stride floats apart (enough of them to exceed the L2 gives cold-cache timings); \
+     * cache_stride elements apart (enough of them to exceed the L2 gives cold-cache timings); \
      * *splits = the key splits used (ABI 4). */ \
-    X(int, attention_time, (slim_cuda_context *ctx, const float *d_q, const float *d_keys, const float *d_values, \
-                            int64_t cache_stride, int32_t caches, float *d_out, int32_t rows, int32_t start, \
+    X(int, attention_time, (slim_cuda_context *ctx, const float *d_q, const void *d_keys, const void *d_values, \
+                            int32_t kv_dtype, int64_t cache_stride, int32_t caches, float *d_out, int32_t rows, \
+                            int32_t start, \
                             int32_t heads, int32_t kv_heads, int32_t head_dim, int32_t iterations, double *seconds, \
                             int32_t *splits)) \
     /* Whole model: weights and KV cache resident on the device. */ \

@@ -151,6 +151,24 @@ extension ParsedArguments {
         return v
     }
 
+    /// A comma-separated list of integers (llama-bench style, `-d 0,512,2048`), each in `range`;
+    /// duplicates are kept in the order given.
+    public func ints(_ option: String, default def: [Int], in range: ClosedRange<Int> = Int.min...Int.max)
+        throws(UsageError) -> [Int] {
+        guard let s = string(option) else { return def }
+        var values: [Int] = []
+        for part in s.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let v = Int(part) else {
+                throw UsageError("invalid value for '--\(option)': '\(s)' is not a comma-separated list of integers")
+            }
+            guard range.contains(v) else {
+                throw UsageError("invalid value for '--\(option)': \(v) is outside \(range.lowerBound)...\(range.upperBound)")
+            }
+            values.append(v)
+        }
+        return values
+    }
+
     /// A finite floating-point option.
     public func double(_ option: String, default def: Double, in range: ClosedRange<Double> = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude) throws(UsageError) -> Double {
         guard let s = string(option) else { return def }

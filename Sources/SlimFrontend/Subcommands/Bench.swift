@@ -16,7 +16,10 @@ struct BenchCommand: SlimCommand {
             the last position only); tgN generates N tokens one at a time from an empty context,
             feeding each back through the KV cache. Token ids are pseudo-random, so tokenization
             is not measured. One warm-up run, then --repetitions timed runs: mean ± standard
-            deviation of tokens/s.
+            deviation of tokens/s. --depth N (llama-bench -d; a list such as 0,2048 runs each test
+            at each depth) starts the tests after N context tokens, prefilled untimed:
+            "tg128 @ d2048" is decode speed with 2048 positions in the cache, which attention reads
+            on every step.
             --device cuda runs the resident GPU model (weights and KV cache on the device; build the
             backend with scripts/build-cuda.sh). --synthetic llama-7b (with --device cuda) measures a
             random packed model of that shape instead of a checkpoint: groups of 128 at --bits − 1,
@@ -27,6 +30,7 @@ struct BenchCommand: SlimCommand {
             "slim-quant bench --model ~/.cache/slim-quant-fixtures/smollm2-135m-f32",
             "slim-quant bench --model ../shared/models/stories260K --prompt-tokens 128 --gen-tokens 32 --json",
             "slim-quant bench --synthetic llama-7b --bits 2 --device cuda",
+            "slim-quant bench --synthetic llama-7b --bits 2 --device cuda -p 0 -n 128 --depth 0,2048 --kv-cache f16",
         ],
         options: [
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
@@ -34,10 +38,12 @@ struct BenchCommand: SlimCommand {
             .option("bits", value: "<2|3|4>", help: "Average bits of the --synthetic model.", default: "2"),
             .option("prompt-tokens", short: "p", value: "<n>", help: "Prefill length; 0 skips the test.", default: "512"),
             .option("gen-tokens", short: "n", value: "<n>", help: "Generated tokens; 0 skips the test.", default: "128"),
+            .option("depth", short: "d", value: "<n[,n…]>", help: "Context tokens prefilled (untimed) before each test.",
+                    default: "0"),
             .option("repetitions", short: "r", value: "<n>", help: "Timed runs per test.", default: "5"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print results as JSON."),
-        ] + DeviceSelection.options + [CPUWeights.option, PackedActivations.option])
+        ] + DeviceSelection.options + [CUDAKVCache.option, CPUWeights.option, PackedActivations.option])
 
     let model: String?
     let synthetic: SyntheticModel?
@@ -45,8 +51,10 @@ struct BenchCommand: SlimCommand {
     let device: DeviceSelection
     let weights: CPUWeights
     let activations: PackedActivations
+    let kvCache: CUDAKVCache
     let promptTokens: Int
     let genTokens: Int
+    let depths: [Int]
     let repetitions: Int
     let threads: Int
     let json: Bool
@@ -55,6 +63,7 @@ struct BenchCommand: SlimCommand {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
         activations = try PackedActivations(args, device: device.device)
+        kvCache = try CUDAKVCache(args, device: device.device)
         synthetic = args.isSet("synthetic") ? try args.choice("synthetic", default: SyntheticModel.llama7b) : nil
         if synthetic != nil {
             guard !args.isSet("model") else { throw UsageError("'--synthetic' and '--model' are mutually exclusive") }
@@ -67,6 +76,7 @@ struct BenchCommand: SlimCommand {
         bits = try args.int("bits", default: 2, in: 2...4)
         promptTokens = try args.int("prompt-tokens", default: 512, in: 0...1_048_576)
         genTokens = try args.int("gen-tokens", default: 128, in: 0...1_048_576)
+        depths = try args.ints("depth", default: [0], in: 0...1_048_576)
         repetitions = try args.int("repetitions", default: 5, in: 1...1000)
         threads = try args.int("threads", default: Kernels.defaultThreads, in: 1...4096)
         json = args.has("json")
@@ -78,6 +88,7 @@ struct BenchCommand: SlimCommand {
 
     struct Measurement {
         let test: String
+        let depth: Int
         let tokens: Int
         let rates: [Double]
         var mean: Double { rates.reduce(0, +) / Double(rates.count) }
@@ -101,30 +112,38 @@ struct BenchCommand: SlimCommand {
     }
 
     func run(console: Console) throws {
-        let capacity = max(promptTokens, genTokens, 1)
+        let deepest = depths.max() ?? 0
+        let capacity = deepest + max(promptTokens, genTokens, 1)
         let work = device.device == .cuda ? try gpuWorkload(console: console, capacity: capacity)
                                            : try cpuWorkload(capacity: capacity)
         var rng = SplitMix64(seed: 42)
-        let ids = (0..<max(promptTokens, genTokens)).map { _ in Int(rng.next() % UInt64(work.vocab)) }
+        let ids = (0..<(deepest + max(promptTokens, genTokens))).map { _ in Int(rng.next() % UInt64(work.vocab)) }
 
         var results: [Measurement] = []
-        if promptTokens > 0 {
-            results.append(try measure("pp\(promptTokens)", tokens: promptTokens) {
+        for depth in depths {
+            let context = Array(ids.prefix(depth)), fresh = ids.dropFirst(depth)
+            let start = {
                 work.reset()
-                try work.prefill(Array(ids.prefix(promptTokens)))
-            })
-        }
-        if genTokens > 0 {
-            results.append(try measure("tg\(genTokens)", tokens: genTokens) {
-                work.reset()
-                for t in ids.prefix(genTokens) { try work.step(t) }
-            })
+                if !context.isEmpty { try work.prefill(context) }
+            }
+            let at = depth > 0 ? " @ d\(depth)" : ""
+            if promptTokens > 0 {
+                results.append(try measure("pp\(promptTokens)\(at)", depth: depth, tokens: promptTokens, setup: start) {
+                    try work.prefill(Array(fresh.prefix(promptTokens)))
+                })
+            }
+            if genTokens > 0 {
+                results.append(try measure("tg\(genTokens)\(at)", depth: depth, tokens: genTokens, setup: start) {
+                    for t in fresh.prefix(genTokens) { try work.step(t) }
+                })
+            }
         }
         let workers = device.device == .cuda ? "-" : String(threads)
         if json {
             let rows: [JSON] = results.map { m in
                 ["model": .string(work.name), "size_bytes": .int(Int64(work.size)), "params": .int(Int64(work.parameters)),
                  "backend": .string(work.backend), "threads": .string(workers), "test": .string(m.test),
+                 "n_depth": .int(Int64(m.depth)),
                  "tokens_per_second": .double(m.mean), "stddev": .double(m.sd),
                  "samples": .array(m.rates.map { .double($0) })]
             }
@@ -154,37 +173,44 @@ struct BenchCommand: SlimCommand {
 
     private func gpuWorkload(console: Console, capacity: Int) throws -> Workload {
         let context = try device.openContext(console: console)
+        // The test's prompt in one block; a --depth context in blocks of up to 512 rows.
+        let prefillBlock = max(promptTokens, min(depths.max() ?? 0, 512), 1)
         let gpu: CUDAModel, name: String, size: Int
         if let synthetic {
             console.log("bench: building a random \(synthetic.rawValue) model at \(bits) bits on the GPU")
             gpu = try CUDAModel.synthetic(synthetic, bits: bits, context: context, capacity: capacity,
-                                          maxTokens: max(promptTokens, 1))
+                                          maxTokens: prefillBlock, kvCache: kvCache)
             name = "\(synthetic.rawValue) synthetic \(bits)-bit"
             size = gpu.weightBytes
         } else {
             let loaded = try LoadedModel(path: model!)
-            gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: max(promptTokens, 1))
+            gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: prefillBlock,
+                                kvCache: kvCache)
             name = "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))"
             size = weightBytes(loaded)
         }
         console.log("bench: \(formatBytes(gpu.weightBytes)) of weights, \(formatBytes(gpu.deviceBytes)) on the device")
         return Workload(name: name, size: size, parameters: gpu.config.parameterCount, vocab: gpu.config.vocabSize,
-                        backend: "CUDA",
+                        backend: kvCache == .f32 ? "CUDA" : "CUDA, \(kvCache) KV cache",
                         prefill: { _ = try gpu.forward($0, logits: .last) },
                         step: { _ = try gpu.forward([$0], logits: .last) },
                         reset: { gpu.reset() })
     }
 
-    private func measure(_ test: String, tokens: Int, _ body: () throws -> Void) throws -> Measurement {
+    /// `setup` (untimed: reset, the --depth context), then `body` timed; first once as a warm-up.
+    private func measure(_ test: String, depth: Int, tokens: Int, setup: () throws -> Void, _ body: () throws -> Void)
+        throws -> Measurement {
+        try setup()
         try body()  // warm-up: page in weights, size scratch buffers
         var rates: [Double] = []
         for _ in 0..<repetitions {
+            try setup()
             let t0 = DispatchTime.now().uptimeNanoseconds
             try body()
             let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             rates.append(Double(tokens) / s)
         }
-        return Measurement(test: test, tokens: tokens, rates: rates)
+        return Measurement(test: test, depth: depth, tokens: tokens, rates: rates)
     }
 
     private func weightBytes(_ loaded: LoadedModel) -> Int {

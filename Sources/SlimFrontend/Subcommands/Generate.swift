@@ -34,6 +34,7 @@ struct GenerateCommand: SlimCommand {
             .option("top-p", value: "<p>", help: "Nucleus sampling probability mass."),
             .option("seed", value: "<n>", help: "Sampling seed.", default: "0"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
+            CUDAKVCache.option,
             CPUWeights.option,
             PackedActivations.option,
             .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
@@ -50,6 +51,7 @@ struct GenerateCommand: SlimCommand {
     let threads: Int
     let weights: CPUWeights
     let activations: PackedActivations
+    let kvCache: CUDAKVCache
     let device: DeviceSelection
     let ignoreEOS: Bool
     let preferJSON: Bool
@@ -66,6 +68,7 @@ struct GenerateCommand: SlimCommand {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
         activations = try PackedActivations(args, device: device.device)
+        kvCache = try CUDAKVCache(args, device: device.device)
         ignoreEOS = args.has("ignore-eos")
         preferJSON = args.has("prefer-json")
     }
@@ -85,7 +88,8 @@ struct GenerateCommand: SlimCommand {
         let prefill: () throws -> [Float], step: (Int) throws -> [Float]
         if device.device == .cuda {
             let context = try device.openContext(console: console)
-            let gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: min(promptIDs.count, 512))
+            let gpu = try CUDAModel(context: context, model: loaded, capacity: capacity, maxTokens: min(promptIDs.count, 512),
+                                    kvCache: kvCache)
             prefill = { try gpu.forward(promptIDs, logits: .last) }
             step = { try gpu.forward([$0], logits: .last) }
         } else {
