@@ -20,10 +20,12 @@ public enum CUDAKVCache: String, CaseIterable, Sendable {
     /// step's attention reads (llama.cpp's default cache type); scores and sums stay fp32.
     case f16
 
+    /// The element type, as the C API names it for weights too.
+    var elementType: CUDAWeightType { self == .f32 ? .f32 : .f16 }
     /// The SLIM_CUDA_* dtype.
-    var dtype: Int32 { self == .f32 ? Int32(SLIM_CUDA_F32) : Int32(SLIM_CUDA_F16) }
+    var dtype: Int32 { elementType.rawValue }
     /// Bytes per cached element.
-    public var byteSize: Int { self == .f32 ? 4 : 2 }
+    public var byteSize: Int { elementType.byteSize }
 }
 
 public final class CUDAModel: @unchecked Sendable {

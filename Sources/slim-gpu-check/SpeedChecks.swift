@@ -31,8 +31,9 @@ struct SpeedChecks {
         let unsplit = try TuningChecks.context(libraryPath: context.library.path, ["SLIM_CUDA_ATTN_SPLITS": 1])
         let heads = 32, d = 128, kvDim = heads * d
         for positions in [512, 2048] {
+            func layerBytes(_ kvCache: CUDAKVCache) -> Int { 2 * kvCache.byteSize * positions * kvDim }
             func time<KV>(_ ctx: CUDAContext, _ kv: KV.Type, _ kvCache: CUDAKVCache) throws -> (seconds: Double, splits: Int) {
-                let layerBytes = 2 * kvCache.byteSize * positions * kvDim
+                let layerBytes = layerBytes(kvCache)
                 let caches = max(2, (2 * Int(ctx.device.l2CacheBytes) + layerBytes - 1) / layerBytes + 1)
                 var rng = Random(seed: UInt64(positions))
                 let q = try CUDABuffer(context: ctx, values: rng.values(kvDim, scale: 1))
@@ -49,8 +50,7 @@ struct SpeedChecks {
             }
             let split = try time(context, Float.self, .f32), whole = try time(unsplit, Float.self, .f32)
             let half = try time(context, UInt16.self, .f16)
-            let rate = Double(2 * 4 * positions * kvDim) / split.seconds
-            let halfRate = Double(2 * 2 * positions * kvDim) / half.seconds
+            let rate = Double(layerBytes(.f32)) / split.seconds, halfRate = Double(layerBytes(.f16)) / half.seconds
             print(String(format: "SPEED attention decode 32x128 heads, %4d positions: %7.2f µs = %5.0f GB/s = %3.0f%% of copy "
                          + "(fp32 cache, %d key splits, cold); unsplit %7.2f µs (%.1f× slower); "
                          + "fp16 cache %7.2f µs = %5.0f GB/s (%.2f× the fp32 time)",

@@ -303,13 +303,10 @@ int launch_attention(slim_cuda_context *ctx, const float *d_q, const void *d_key
     }
     const dim3 grid((unsigned)kv_heads, (unsigned)((queries + kAttnQueries - 1) / kAttnQueries), (unsigned)splits);
     const float scale = (float)std::pow((double)head_dim, -0.5);
-    if (kv_dtype == SLIM_CUDA_F16) {
-        launch_attention_dr<__half>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads,
-                                    kv_heads, head_dim, scale);
-    } else {
-        launch_attention_dr<float>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads,
-                                   kv_heads, head_dim, scale);
-    }
+    with_kv_type(kv_dtype, [&](auto t) {
+        launch_attention_dr<decltype(t)>(ctx, grid, shared, d_q, d_keys, d_values, d_out, partial, rows, d_start, heads,
+                                         kv_heads, head_dim, scale);
+    });
     SLIM_KERNEL_CHECK(ctx, "attention");
     if (splits > 1) {
         const int32_t total = rows * heads;

@@ -42,6 +42,17 @@ __device__ __forceinline__ void store_float(__half *p, float v) { *p = __float2h
 // Element types of the KV cache: SLIM_CUDA_F32 or SLIM_CUDA_F16.
 inline bool kv_dtype_supported(int32_t dtype) { return dtype == SLIM_CUDA_F32 || dtype == SLIM_CUDA_F16; }
 
+// Calls body(T{}) with T the C++ type of a supported KV-cache dtype, so a launcher instantiates
+// its kernel template once: `with_kv_type(dtype, [&](auto t) { kernel<decltype(t)>… })`.
+template <typename Body>
+inline void with_kv_type(int32_t dtype, Body &&body) {
+    if (dtype == SLIM_CUDA_F16) {
+        body(__half{});
+    } else {
+        body(float{});
+    }
+}
+
 // Bytes per element of a SLIM_CUDA_* dtype, 0 for an unknown one.
 inline size_t dtype_bytes(int32_t dtype) {
     return dtype == SLIM_CUDA_F32 ? 4 : (dtype == SLIM_CUDA_F16 || dtype == SLIM_CUDA_BF16) ? 2 : 0;

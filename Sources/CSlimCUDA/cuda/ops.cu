@@ -1,7 +1,7 @@
 // Element-wise and row-wise decoder kernels: RMSNorm, rotary embedding, value-cache copy (the
-// cache fp32 or fp16), SwiGLU, embedding gather, next-token NLL, fill. Products and sums that the CPU runtime rounds
-// separately use __fmul_rn/__fadd_rn here so nvcc does not contract them into FMAs: the GPU
-// then rounds like SlimRuntime (only reduction order differs).
+// cache fp32 or fp16), SwiGLU, embedding gather, next-token NLL, fill. Products and sums that the
+// CPU runtime rounds separately use __fmul_rn/__fadd_rn here so nvcc does not contract them into
+// FMAs: the GPU then rounds like SlimRuntime (only reduction order differs).
 #include "common.cuh"
 
 namespace slim {
@@ -113,15 +113,11 @@ int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t 
                 int32_t dst_dtype, int64_t dst_stride, bool at_position) {
     if (rows == 0) return 0;
     SLIM_REQUIRE(kv_dtype_supported(dst_dtype), "rope: unsupported destination dtype %d", dst_dtype);
-    if (dst_dtype == SLIM_CUDA_F16) {
-        SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel<__half>)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start,
-                                                                   static_cast<__half *>(d_dst), dst_stride,
-                                                                   at_position ? 1 : 0);
-    } else {
-        SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel<float>)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start,
-                                                                  static_cast<float *>(d_dst), dst_stride,
-                                                                  at_position ? 1 : 0);
-    }
+    with_kv_type(dst_dtype, [&](auto t) {
+        using D = decltype(t);
+        SLIM_LAUNCH(rows, 128, 0, ctx->stream, rope_kernel<D>)(d_x, row_stride, heads, head_dim, d_cos, d_sin, d_start,
+                                                              static_cast<D *>(d_dst), dst_stride, at_position ? 1 : 0);
+    });
     SLIM_KERNEL_CHECK(ctx, "rope");
     return 0;
 }
@@ -130,14 +126,11 @@ int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, i
                      void *d_dst, int32_t dst_dtype) {
     if (rows == 0) return 0;
     SLIM_REQUIRE(kv_dtype_supported(dst_dtype), "copy_rows: unsupported destination dtype %d", dst_dtype);
-    const unsigned grid = grid_for((int64_t)rows * width, 256);
-    if (dst_dtype == SLIM_CUDA_F16) {
-        SLIM_LAUNCH(grid, 256, 0, ctx->stream, copy_rows_kernel<__half>)(d_src, rows, width, d_start,
-                                                                         static_cast<__half *>(d_dst));
-    } else {
-        SLIM_LAUNCH(grid, 256, 0, ctx->stream, copy_rows_kernel<float>)(d_src, rows, width, d_start,
-                                                                        static_cast<float *>(d_dst));
-    }
+    with_kv_type(dst_dtype, [&](auto t) {
+        using D = decltype(t);
+        SLIM_LAUNCH(grid_for((int64_t)rows * width, 256), 256, 0, ctx->stream, copy_rows_kernel<D>)(
+            d_src, rows, width, d_start, static_cast<D *>(d_dst));
+    });
     SLIM_KERNEL_CHECK(ctx, "copy_rows");
     return 0;
 }
