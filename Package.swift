@@ -77,7 +77,7 @@ let package = Package(
         .testTarget(name: "SlimPipelineTests", dependencies: ["SlimPipeline", "SlimModel", "SlimIO", "SlimRuntime", "SlimQuant", "SlimData", "SlimTokenizer", "SlimPacking", "SlimTestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "SlimPackingTests", dependencies: ["SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"], swiftSettings: simdFlags),
         .testTarget(name: "SlimEvalTests", dependencies: ["SlimEval"]),
-        .testTarget(name: "SlimCUDATests", dependencies: ["SlimCUDA", "CSlimCUDA", "SlimPacking", "SlimIO", "SlimKernels", "SlimTestSupport"]),
+        .testTarget(name: "SlimCUDATests", dependencies: ["SlimCUDA", "CSlimCUDA", "SlimPacking", "SlimIO", "SlimKernels", "SlimRuntime", "SlimTestSupport"]),
         .testTarget(name: "SlimFrontendTests", dependencies: ["SlimFrontend", "SlimIO", "SlimTestSupport"], exclude: ["Fixtures"]),
     ],
     // Swift 5 mode: the numeric kernels share raw buffers across Dispatch workers by design

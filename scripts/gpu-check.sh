@@ -34,8 +34,8 @@
 # matrices (all bit mixes, ragged groups, NaN-poisoned outputs with guard elements), whole models
 # vs SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
 # bandwidth at LLaMA-7B shapes (cold cache: weights cycled through 2 × L2 of copies); ppl: eval-ppl
-# on the CPU and on the GPU for each packed checkpoint, equal within 0.1 %; generate: greedy
-# continuations equal; speed: decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target
+# on the CPU and on the GPU for each packed checkpoint, equal within 0.1 % with either KV cache
+# (f32, f16) on both devices; generate: greedy continuations equal, with either cache; speed: decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target
 # ≥ 200 tok/s on an H100); sweep: the decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS;
 # baseline: fp16 cuBLAS GEMV via torch in the same run; sanitize: compute-sanitizer's memcheck,
 # racecheck, synccheck and initcheck on the quick kernel set.
@@ -200,21 +200,21 @@ fi
 if [[ $MODE == build ]]; then build_binaries; exit 0; fi
 
 # CPU-vs-GPU perplexity of "model:ctx:windows" specs with the backend in $SLIM_CUDA_LIB (or the
-# default lookup), the GPU with its fp32 and its fp16 KV cache; adds to FAILURES.
+# default lookup), with the fp32 and with the fp16 KV cache on both devices; adds to FAILURES.
 ppl_checks() {
     local spec model ctx windows cpu gpu kv
     ppl_of() { grep '"ppl"' | sed 's/[^0-9.eE+-]//g'; }
     for spec in "$@"; do
         IFS=: read -r model ctx windows <<<"$spec"
         args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
-        cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null | ppl_of || true)
-        for kv in f32 f16; do
+        for kv in f32 f16; do  # each cache type on both devices
+            cpu=$($BIN/slim-quant "${args[@]}" --kv-cache $kv 2>/dev/null | ppl_of || true)
             gpu=$($BIN/slim-quant "${args[@]}" --device cuda --kv-cache $kv 2>/dev/null | ppl_of || true)
             if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
-                echo "PASS PPL $(basename "$model") ctx $ctx × $windows: CPU $cpu, GPU ($kv KV cache) $gpu (within 0.1 %)"
+                echo "PASS PPL $(basename "$model") ctx $ctx × $windows, $kv KV cache: CPU $cpu, GPU $gpu (within 0.1 %)"
             else
-                echo "FAIL PPL $(basename "$model") ctx $ctx × $windows: CPU ${cpu:-error}, GPU ($kv KV cache)" \
-                     "${gpu:-error} (must agree within 0.1 %)"
+                echo "FAIL PPL $(basename "$model") ctx $ctx × $windows, $kv KV cache: CPU ${cpu:-error}," \
+                     "GPU ${gpu:-error} (must agree within 0.1 %)"
                 FAILURES=$((FAILURES + 1))
             fi
         done
@@ -224,18 +224,20 @@ ppl_checks() {
 # Greedy `generate` on the CPU and on the GPU (backend as for ppl_checks) must print the same
 # continuation; adds to FAILURES. Models without a tokenizer (tiny-llama) are left out.
 generate_checks() {
-    local model cpu gpu args
+    local model cpu gpu args kv
     for model in "$@"; do
         [[ -f "$model/tokenizer.json" || -f "$model/tokenizer.model" ]] || continue
-        args=(generate --model "$model" --prompt "Once upon a time" --max-tokens 24)
-        cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null || echo "error")
-        gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null || echo "error")
-        if [[ "$cpu" == "$gpu" && "$cpu" != error ]]; then
-            echo "PASS generate $(basename "$model"): GPU continues as the CPU does: ${gpu:0:60}…"
-        else
-            echo "FAIL generate $(basename "$model"): CPU '${cpu}' vs GPU '${gpu}'"
-            FAILURES=$((FAILURES + 1))
-        fi
+        for kv in f32 f16; do
+            args=(generate --model "$model" --prompt "Once upon a time" --max-tokens 24 --kv-cache $kv)
+            cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null || echo "error")
+            gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null || echo "error")
+            if [[ "$cpu" == "$gpu" && "$cpu" != error ]]; then
+                echo "PASS generate $(basename "$model"), $kv KV cache: GPU continues as the CPU does: ${gpu:0:60}…"
+            else
+                echo "FAIL generate $(basename "$model"), $kv KV cache: CPU '${cpu}' vs GPU '${gpu}'"
+                FAILURES=$((FAILURES + 1))
+            fi
+        done
     done
 }
 

@@ -2,6 +2,7 @@
 // slim-gpu-check can compare every kernel with a CPU reference.
 
 import CSlimCUDA
+import SlimRuntime
 
 extension CUDAContext {
     /// out[r] = x[r] · 1/√(mean(x[r]²) + eps) · weight, for `rows` rows of `n`.
@@ -33,7 +34,7 @@ extension CUDAContext {
     /// keys/values [(start + rows) × kvHeads·headDim] of `kvCache` elements (`Float`, or the
     /// `UInt16` bits of fp16 values); q and out are [rows × heads·headDim].
     public func attention<KV>(q: CUDABuffer<Float>, keys: CUDABuffer<KV>, values: CUDABuffer<KV>,
-                              kvCache: CUDAKVCache = .f32, out: CUDABuffer<Float>, rows: Int, start: Int, heads: Int,
+                              kvCache: KVCacheType = .f32, out: CUDABuffer<Float>, rows: Int, start: Int, heads: Int,
                               kvHeads: Int, headDim: Int) throws(CUDAError) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         precondition(MemoryLayout<KV>.stride == kvCache.byteSize, "attention: \(KV.self) cache elements are not \(kvCache)")
@@ -49,7 +50,7 @@ extension CUDAContext {
     /// apart in `keys`/`values` (more bytes than the L2 holds: cold-cache timing), and the number
     /// of key splits used.
     public func attentionTime<KV>(q: CUDABuffer<Float>, keys: CUDABuffer<KV>, values: CUDABuffer<KV>,
-                                  kvCache: CUDAKVCache = .f32, cacheStride: Int, caches: Int, out: CUDABuffer<Float>,
+                                  kvCache: KVCacheType = .f32, cacheStride: Int, caches: Int, out: CUDABuffer<Float>,
                                   rows: Int, start: Int, heads: Int, kvHeads: Int, headDim: Int,
                                   iterations: Int) throws(CUDAError) -> (seconds: Double, splits: Int) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim

@@ -12,20 +12,14 @@ import SlimModel
 import SlimPacking
 import SlimRuntime
 
-/// Element type of the GPU model's KV cache (`--kv-cache`).
-public enum CUDAKVCache: String, CaseIterable, Sendable {
-    /// fp32: the CPU runtime's keys and values exactly (the default).
-    case f32
-    /// fp16, keys and values rounded to nearest: half the memory and half the bytes a decode
-    /// step's attention reads (llama.cpp's default cache type); scores and sums stay fp32.
-    case f16
+// MARK: - KV cache element type
 
+/// The GPU cache stores `KVCacheType` elements as the C API's weight element types.
+extension KVCacheType {
     /// The element type, as the C API names it for weights too.
     var elementType: CUDAWeightType { self == .f32 ? .f32 : .f16 }
     /// The SLIM_CUDA_* dtype.
     var dtype: Int32 { elementType.rawValue }
-    /// Bytes per cached element.
-    public var byteSize: Int { elementType.byteSize }
 }
 
 public final class CUDAModel: @unchecked Sendable {
@@ -36,7 +30,7 @@ public final class CUDAModel: @unchecked Sendable {
     /// Rows per forward block.
     public let maxTokens: Int
     /// Element type of the KV cache.
-    public let kvCache: CUDAKVCache
+    public let kvCache: KVCacheType
     /// Device bytes of the weights (embedding, norms, linears, classifier): what a decode step
     /// streams, besides the embedding row and the KV cache.
     public private(set) var weightBytes = 0
@@ -44,7 +38,7 @@ public final class CUDAModel: @unchecked Sendable {
 
     /// Creates an empty device model (weights follow through the `set…` calls).
     init(context: CUDAContext, config: LlamaConfig, groupSize: Int?, capacity: Int, maxTokens: Int,
-         kvCache: CUDAKVCache) throws(CUDAError) {
+         kvCache: KVCacheType) throws(CUDAError) {
         guard capacity >= 1, maxTokens >= 1 else { throw CUDAError("GPU model: capacity and block size must be positive") }
         self.context = context
         self.config = config
@@ -175,7 +169,7 @@ extension CUDAModel {
     ///   - capacity: KV-cache positions; `maxTokens`: rows per prefill block; `kvCache`: its elements.
     /// - Throws: `FileError` for bad tensors (naming the file), `CUDAError` for device failures.
     public convenience init(context: CUDAContext, model: LoadedModel, capacity: Int, maxTokens: Int = 512,
-                            kvCache: CUDAKVCache = .f32) throws {
+                            kvCache: KVCacheType = .f32) throws {
         let config = model.config, source = model.weights, path = model.path
         let groupSize = config.packing?.groupSize
         let layout = TensorLayout(config: config, packedGroupSize: groupSize)

@@ -5,6 +5,7 @@
 import SlimIO
 import SlimKernels
 import SlimModel
+import SlimRuntime
 
 /// Shapes of well-known models.
 public enum SyntheticModel: String, CaseIterable, Sendable {
@@ -51,7 +52,7 @@ extension CUDAModel {
     /// A random packed model of `shape` at an average of `bits` bits per weight (groups of
     /// `groupSize`, bit mix from `SyntheticModel.bitMix`), fp16 embedding and classifier.
     public static func synthetic(_ shape: SyntheticModel, bits: Int, groupSize: Int = 128, context: CUDAContext,
-                                 capacity: Int, maxTokens: Int = 512, kvCache: CUDAKVCache = .f32,
+                                 capacity: Int, maxTokens: Int = 512, kvCache: KVCacheType = .f32,
                                  seed: UInt64 = 1) throws(CUDAError) -> CUDAModel {
         let config = shape.config
         let model = try CUDAModel(context: context, config: config, groupSize: groupSize, capacity: capacity,

@@ -40,18 +40,18 @@ struct DeviceSelection {
     }
 }
 
-/// `--kv-cache`, shared by the commands that run a model on the GPU: the cache's element type.
-extension CUDAKVCache {
+/// `--kv-cache`, shared by the commands that run a model: the cache's element type, on either
+/// device.
+extension KVCacheType {
     static let option = OptionSpec.option(
         "kv-cache", value: "<f32|f16>",
-        help: "GPU: keep keys and values in fp32 (the CPU's values exactly) or fp16 (half the cache memory and "
+        help: "Keep keys and values in fp32 (Hugging Face's values) or fp16 (half the cache memory and "
             + "decode-attention bytes, as llama.cpp; scores stay fp32, perplexity within 0.1 % of f32).",
         default: "f32")
 
-    /// - Throws: `UsageError` for an unknown value, or `--kv-cache` without `--device cuda`.
-    init(_ args: ParsedArguments, device: ComputeDevice) throws(UsageError) {
-        self = try args.choice("kv-cache", default: CUDAKVCache.f32)
-        if args.isSet("kv-cache"), device != .cuda { throw UsageError("'--kv-cache' applies only with '--device cuda'") }
+    /// - Throws: `UsageError` for an unknown value.
+    init(_ args: ParsedArguments) throws(UsageError) {
+        self = try args.choice("kv-cache", default: KVCacheType.f32)
     }
 }
 
@@ -95,16 +95,19 @@ extension PackedActivations {
 
 }
 
-/// The CPU runtime of `loaded` as `--weights` and `--activations` ask (eval-ppl, bench, generate).
+/// The CPU runtime of `loaded` as `--weights`, `--activations` and `--kv-cache` ask (eval-ppl,
+/// bench, generate).
 /// - Throws: `FileError` for bad weights, or naming the model when int8 activations are asked of
 ///   one without packed linears (nothing would use them, and a silent fp32 run would be mistaken
 ///   for an int8 one).
-func cpuModel(_ loaded: LoadedModel, weights: CPUWeights, activations: PackedActivations, threads: Int) throws(FileError)
-    -> LlamaModel {
+func cpuModel(_ loaded: LoadedModel, weights: CPUWeights, activations: PackedActivations, kvCache: KVCacheType,
+              threads: Int) throws(FileError) -> LlamaModel {
     if activations == .int8, loaded.config.packing == nil {
         throw FileError(loaded.path, "'--activations int8' applies to packed checkpoints (slim-quant quantize output); "
                         + "this model has no packed linears")
     }
     let runtime = try LlamaWeights(model: loaded, storage: weights.storage, packedActivations: activations)
-    return LlamaModel(weights: runtime, threads: threads)
+    let model = LlamaModel(weights: runtime, threads: threads)
+    model.kvCacheType = kvCache
+    return model
 }

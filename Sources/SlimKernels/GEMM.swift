@@ -38,13 +38,9 @@ extension Kernels {
                                b: UnsafePointer<Float>, ldb: Int,
                                c: UnsafeMutablePointer<Float>, ldc: Int,
                                accumulate: Bool = false, threads: Int = Kernels.defaultThreads) {
-        precondition(m >= 0 && n >= 0 && k >= 0, "sgemmNN: negative size m=\(m) n=\(n) k=\(k)")
-        precondition(lda >= k && ldb >= n && ldc >= n,
-                     "sgemmNN: leading dimension too small (lda=\(lda) ldb=\(ldb) ldc=\(ldc), k=\(k) n=\(n))")
-        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: a, lda: lda, aLayout: .kContiguous,
-                                   b: b, ldb: ldb, bLayout: .mnContiguous, c: c, ldc: ldc,
-                                   alpha: 1, accumulate: accumulate, upperOnly: false),
-                       threads: threads)
+        // The fp32 case of the storage-format-generic product (HalfWeights.swift).
+        gemmNN(m: m, n: n, k: k, a: a, lda: lda, b: b, bFormat: .f32, ldb: ldb, c: c, ldc: ldc,
+               accumulate: accumulate, threads: threads)
     }
 
     /// C[m×n] = A[k×m]ᵀ · B[k×n], or C += Aᵀ · B when `accumulate` is true.

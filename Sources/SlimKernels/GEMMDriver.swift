@@ -15,7 +15,7 @@ struct GemmProblem {
     var a: UnsafePointer<Float>
     var lda: Int
     var aLayout: OperandLayout
-    /// fp32, or `bFormat` elements (only with `.kContiguous`), widened while packing.
+    /// fp32, or `bFormat` elements, widened while packing.
     var b: UnsafeRawPointer
     var ldb: Int
     var bLayout: OperandLayout

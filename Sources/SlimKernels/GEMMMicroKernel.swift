@@ -148,11 +148,21 @@ enum GemmPacking {
     }
 
     /// Packs lanes `lane0 ..< lane0 + count` as consecutive micro-panels of `panel` lanes.
-    /// A 16-bit `format` (k-contiguous operands only) is widened to Float on the way.
+    /// A 16-bit `format` is widened to Float on the way (exactly: the panels equal those of the
+    /// operand's fp32 conversion).
     static func packBlock(_ src: UnsafeRawPointer, format: StorageFormat, ld: Int, layout: OperandLayout,
                           lane0: Int, count: Int, p0: Int, kc: Int, panel: Int,
                           into dest: UnsafeMutablePointer<Float>) {
-        precondition(format == .f32 || layout == .kContiguous, "GEMM: 16-bit operands must be k-contiguous")
+        if format != .f32 && layout == .mnContiguous {
+            switch format {
+            case .f16: packWideningRows(F16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
+                                        panel: panel, into: dest)
+            case .bf16: packWideningRows(BF16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
+                                         panel: panel, into: dest)
+            case .f32: break
+            }
+            return
+        }
         var lane = 0
         var d = dest
         while lane < count {
@@ -167,6 +177,25 @@ enum GemmPacking {
             case .bf16:
                 packWidening(BF16Rows.self, src, ld: ld, lane0: lane0 &+ lane, width: width, p0: p0, kc: kc,
                              panel: panel, into: d)
+            }
+            lane &+= panel
+            d += panel &* kc
+        }
+    }
+
+    /// `packBlock` for an mn-contiguous 16-bit operand (row p of B holds lanes contiguously, as
+    /// a KV cache's values do): each k row's lanes are widened straight into their panel slots.
+    static func packWideningRows<E: RowElements>(_: E.Type, _ src: UnsafeRawPointer, ld: Int, lane0: Int, count: Int,
+                                                 p0: Int, kc: Int, panel: Int, into dest: UnsafeMutablePointer<Float>) {
+        var lane = 0
+        var d = dest
+        while lane < count {
+            let width = min(panel, count &- lane)
+            var slot = d
+            for p in 0..<kc {
+                E.widen(src + (p0 &+ p) &* ld &* E.byteSize, lane0 &+ lane, width, slot)
+                if width < panel { (slot + width).update(repeating: 0, count: panel &- width) }
+                slot += panel
             }
             lane &+= panel
             d += panel &* kc

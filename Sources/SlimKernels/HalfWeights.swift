@@ -58,6 +58,25 @@ extension Kernels {
                        threads: threads)
     }
 
+    /// C[m×n] = A[m×k] · B[k×n] (or C += A · B) for fp32 A and a B stored as `bFormat` (row p
+    /// starts `p · ldb` elements after `b`; no alignment needed): products with a KV cache's
+    /// values, which are (positions × width) rows.
+    /// - Result: bit-identical to `sgemmNN` on the fp32 conversion of B (widened while packing).
+    /// - Edge cases, accuracy and threading as for `sgemmNT`.
+    public static func gemmNN(m: Int, n: Int, k: Int,
+                              a: UnsafePointer<Float>, lda: Int,
+                              b: UnsafeRawPointer, bFormat: StorageFormat, ldb: Int,
+                              c: UnsafeMutablePointer<Float>, ldc: Int,
+                              accumulate: Bool = false, threads: Int = Kernels.defaultThreads) {
+        precondition(m >= 0 && n >= 0 && k >= 0, "gemmNN: negative size m=\(m) n=\(n) k=\(k)")
+        precondition(lda >= k && ldb >= n && ldc >= n,
+                     "gemmNN: leading dimension too small (lda=\(lda) ldb=\(ldb) ldc=\(ldc), k=\(k) n=\(n))")
+        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: a, lda: lda, aLayout: .kContiguous,
+                                   b: b, ldb: ldb, bLayout: .mnContiguous, c: c, ldc: ldc,
+                                   alpha: 1, accumulate: accumulate, upperOnly: false, bFormat: bFormat),
+                       threads: threads)
+    }
+
     /// Widens `count` elements of `format` starting `first` elements after `source` (any
     /// alignment) into `destination`. Exact for every format.
     public static func widen(_ source: UnsafeRawPointer, format: StorageFormat, first: Int, count: Int,

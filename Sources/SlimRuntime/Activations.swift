@@ -90,6 +90,9 @@ final class Workspace {
     private(set) var q = Buffer()
     private(set) var k = Buffer()
     private(set) var v = Buffer()
+    /// A block's fp32 keys and values before they are rounded into a 16-bit cache.
+    private(set) var newKeys = Buffer()
+    private(set) var newValues = Buffer()
     private(set) var attention = Buffer()
     private(set) var projection = Buffer()
     private(set) var gate = Buffer()
@@ -113,6 +116,8 @@ final class Workspace {
         q.resize(rows * qDim)
         k.resize(rows * kvDim)
         v.resize(rows * kvDim)
+        newKeys.resize(rows * kvDim)
+        newValues.resize(rows * kvDim)
         attention.resize(rows * qDim)
         projection.resize(rows * hidden)
         gate.resize(rows * intermediate)
@@ -121,6 +126,6 @@ final class Workspace {
     }
 
     deinit {
-        for b in [normed, q, k, v, attention, projection, gate, up] { b.pointer.deallocate() }
+        for b in [normed, q, k, v, newKeys, newValues, attention, projection, gate, up] { b.pointer.deallocate() }
     }
 }

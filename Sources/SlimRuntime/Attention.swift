@@ -29,18 +29,21 @@ struct CausalAttention {
     /// Raw pointers shared with the worker closure (workers write disjoint output columns).
     private struct Operands: @unchecked Sendable {
         let q: UnsafePointer<Float>
-        let keys: UnsafePointer<Float>
-        let values: UnsafePointer<Float>
+        let keys: UnsafeRawPointer
+        let values: UnsafeRawPointer
+        let format: StorageFormat
         let out: UnsafeMutablePointer<Float>
     }
 
     /// Attention for `rows` query rows at positions `start ..< start + rows`.
     /// - Parameters:
     ///   - q: `[rows × heads·headDim]`, rotary already applied.
-    ///   - keys, values: `[(start + rows) × kvHeads·headDim]`, position p at row p (the cache,
-    ///     already holding this block's rotated keys and values).
+    ///   - keys, values: `[(start + rows) × kvHeads·headDim]` elements stored as `format`,
+    ///     position p at row p (the cache, already holding this block's rotated keys and values).
+    ///     16-bit elements are widened in registers (or while packing GEMM panels): scores,
+    ///     softmax and sums stay fp32.
     ///   - out: `[rows × heads·headDim]`; head h's output goes to columns h·headDim ..< (h+1)·headDim.
-    func run(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    func run(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, format: StorageFormat,
              out: UnsafeMutablePointer<Float>, rows: Int, start: Int, threads: Int) {
         guard rows > 0 else { return }
         let tile = rows < Self.gemmMinimumRows ? rows : Self.tileRows
@@ -60,7 +63,7 @@ struct CausalAttention {
             assignment[w].append(index)
             load[w] += (item.t1 - item.t0) * (start + item.t1)
         }
-        let operands = Operands(q: q, keys: keys, values: values, out: out)
+        let operands = Operands(q: q, keys: keys, values: values, format: format, out: out)
         let scratchCount = tile * (start + rows)
         let body = { (worker: Int) in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
@@ -82,26 +85,27 @@ struct CausalAttention {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let group = head / (heads / kvHeads)
         let m = t1 - t0
-        let keys = o.keys + group * headDim, values = o.values + group * headDim
+        let offset = group * headDim * o.format.byteSize
+        let keys = o.keys + offset, values = o.values + offset
         if m < Self.gemmMinimumRows {
             // Decode steps: GEMV for the scores and a streaming weighted sum of the values
             // (a GEMM would pad the single row to a full micro-tile and pack V for nothing).
             for t in t0..<t1 {
                 let visible = start + t + 1
-                Kernels.gemv(m: visible, k: headDim, a: keys, lda: kvDim, x: o.q + t * qDim + head * headDim,
-                             y: scores, threads: 1)
+                Kernels.gemv(m: visible, k: headDim, a: keys, format: o.format, lda: kvDim,
+                             x: o.q + t * qDim + head * headDim, y: scores, threads: 1)
                 Kernels.scale(scores, by: scale, count: visible)
                 Kernels.softmax(scores, count: visible)
-                Self.weightedSum(scores, count: visible, values: values, ldv: kvDim, width: headDim,
-                                 out: o.out + t * qDim + head * headDim)
+                Kernels.weightedRowSum(scores, count: visible, rows: values, format: o.format, ld: kvDim,
+                                       width: headDim, out: o.out + t * qDim + head * headDim)
             }
             return
         }
         let context = start + t1
-        Kernels.sgemmNT(m: m, n: context, k: headDim,
-                        a: o.q + t0 * qDim + head * headDim, lda: qDim,
-                        b: keys, ldb: kvDim,
-                        c: scores, ldc: context, threads: 1)
+        Kernels.gemmNT(m: m, n: context, k: headDim,
+                       a: o.q + t0 * qDim + head * headDim, lda: qDim,
+                       b: keys, bFormat: o.format, ldb: kvDim,
+                       c: scores, ldc: context, threads: 1)
         for r in 0..<m {
             let row = scores + r * context
             let visible = start + t0 + r + 1
@@ -110,50 +114,12 @@ struct CausalAttention {
             // Keys after the query's position are masked: exactly zero weight.
             if visible < context { (row + visible).update(repeating: 0, count: context - visible) }
         }
-        Kernels.sgemmNN(m: m, n: headDim, k: context,
-                        a: scores, lda: context,
-                        b: values, ldb: kvDim,
-                        c: o.out + t0 * qDim + head * headDim, ldc: qDim, threads: 1)
+        Kernels.gemmNN(m: m, n: headDim, k: context,
+                       a: scores, lda: context,
+                       b: values, bFormat: o.format, ldb: kvDim,
+                       c: o.out + t0 * qDim + head * headDim, ldc: qDim, threads: 1)
     }
 
     /// Tiles with fewer query rows than this take the per-row path.
     static let gemmMinimumRows = 4
-
-    /// out[d] = Σ_j p[j] · values[j·ldv + d] for d < width, summed in j order.
-    static func weightedSum(_ p: UnsafePointer<Float>, count: Int, values: UnsafePointer<Float>, ldv: Int,
-                            width: Int, out: UnsafeMutablePointer<Float>) {
-        var d = 0
-        while d + 32 <= width {
-            var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-            for j in 0..<count {
-                let w = SIMD8<Float>(repeating: p[j])
-                let row = UnsafeRawPointer(values + j * ldv + d)
-                a0 = a0.addingProduct(row.loadUnaligned(as: SIMD8<Float>.self), w)
-                a1 = a1.addingProduct(row.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self), w)
-                a2 = a2.addingProduct(row.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), w)
-                a3 = a3.addingProduct(row.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self), w)
-            }
-            let o = UnsafeMutableRawPointer(out + d)
-            o.storeBytes(of: a0, as: SIMD8<Float>.self)
-            o.storeBytes(of: a1, toByteOffset: 32, as: SIMD8<Float>.self)
-            o.storeBytes(of: a2, toByteOffset: 64, as: SIMD8<Float>.self)
-            o.storeBytes(of: a3, toByteOffset: 96, as: SIMD8<Float>.self)
-            d += 32
-        }
-        while d + 8 <= width {
-            var a = SIMD8<Float>()
-            for j in 0..<count {
-                a = a.addingProduct(UnsafeRawPointer(values + j * ldv + d).loadUnaligned(as: SIMD8<Float>.self),
-                                    SIMD8<Float>(repeating: p[j]))
-            }
-            UnsafeMutableRawPointer(out + d).storeBytes(of: a, as: SIMD8<Float>.self)
-            d += 8
-        }
-        while d < width {
-            var a: Float = 0
-            for j in 0..<count { a = a.addingProduct(p[j], values[j * ldv + d]) }
-            out[d] = a
-            d += 1
-        }
-    }
 }

@@ -3,35 +3,54 @@ import SlimModel
 
 // MARK: - KV cache
 
+/// Element type of a KV cache (`--kv-cache`).
+public enum KVCacheType: String, CaseIterable, Sendable {
+    /// fp32: keys and values exactly as the projections and rotary embedding compute them
+    /// (Hugging Face's values; the default).
+    case f32
+    /// fp16, rounded to nearest: half the memory and half the bytes a decode step's attention
+    /// reads (llama.cpp's default cache type). Scores, softmax and sums stay fp32. Values beyond
+    /// ±65504 become ±infinity.
+    case f16
+
+    /// How the cache's elements are stored.
+    public var storage: StorageFormat { self == .f32 ? .f32 : .f16 }
+    /// Bytes per cached element.
+    public var byteSize: Int { storage.byteSize }
+}
+
 /// Keys (rotary applied) and values of every layer for positions `0 ..< count`, each layer a
-/// `[capacity × kvHeads·headDim]` row-major block so new rows are written in place by the k/v
-/// projections and attention reads them with a row stride.
+/// `[capacity × kvHeads·headDim]` row-major block of `type` elements, so new rows are appended
+/// in place and attention reads them with a row stride.
 public final class KVCache {
     /// Positions the cache can hold.
     public let capacity: Int
     /// Positions filled.
     public internal(set) var count = 0
+    /// Element type of the keys and values.
+    public let type: KVCacheType
     let kvDim: Int
-    let keys: [UnsafeMutablePointer<Float>]
-    let values: [UnsafeMutablePointer<Float>]
+    let keys: [UnsafeMutableRawPointer]
+    let values: [UnsafeMutableRawPointer]
 
     /// - Throws: `RuntimeError` when `capacity` is not positive or the cache size overflows.
-    public init(config: LlamaConfig, capacity: Int) throws(RuntimeError) {
+    public init(config: LlamaConfig, capacity: Int, type: KVCacheType = .f32) throws(RuntimeError) {
         guard capacity > 0 else { throw RuntimeError("KV cache capacity must be positive, got \(capacity)") }
         kvDim = config.kvProjectionSize
         // Sizes come from the caller and the config: refuse products that overflow rather than trap.
-        let (perLayer, overflow) = capacity.multipliedReportingOverflow(by: kvDim)
-        let (_, overflowTotal) = perLayer.multipliedReportingOverflow(by: 2 * config.numHiddenLayers * MemoryLayout<Float>.stride)
+        let (perLayer, overflow) = capacity.multipliedReportingOverflow(by: kvDim * type.byteSize)
+        let (_, overflowTotal) = perLayer.multipliedReportingOverflow(by: 2 * config.numHiddenLayers)
         guard !overflow, !overflowTotal else {
             throw RuntimeError("KV cache of \(capacity) positions × \(config.numHiddenLayers) layers is too large")
         }
         self.capacity = capacity
-        keys = (0..<config.numHiddenLayers).map { _ in .allocate(capacity: perLayer) }
-        values = (0..<config.numHiddenLayers).map { _ in .allocate(capacity: perLayer) }
+        self.type = type
+        keys = (0..<config.numHiddenLayers).map { _ in .allocate(byteCount: perLayer, alignment: 64) }
+        values = (0..<config.numHiddenLayers).map { _ in .allocate(byteCount: perLayer, alignment: 64) }
     }
 
     /// Bytes allocated for keys and values.
-    public var byteCount: Int { 2 * keys.count * capacity * kvDim * MemoryLayout<Float>.stride }
+    public var byteCount: Int { 2 * keys.count * capacity * kvDim * type.byteSize }
 
     /// Forgets every position (keeps the memory).
     public func reset() { count = 0 }
@@ -43,10 +62,20 @@ public final class KVCache {
         count = newCount
     }
 
+    /// Layer `l`'s storage, for `layerForward`.
+    func layer(_ l: Int) -> KVStorage { KVStorage(keys: keys[l], values: values[l], type: type) }
+
     deinit {
         for p in keys { p.deallocate() }
         for p in values { p.deallocate() }
     }
+}
+
+/// One layer's keys and values: `[positions × kvDim]` elements of `type` each.
+struct KVStorage {
+    let keys: UnsafeMutableRawPointer
+    let values: UnsafeMutableRawPointer
+    let type: KVCacheType
 }
 
 // MARK: - Session
@@ -65,14 +94,17 @@ public final class InferenceSession {
     /// The next position (tokens seen so far).
     public var position: Int { cache.count }
 
-    /// - Parameter capacity: maximum positions held (prompt + generated tokens). The cache is
-    ///   allocated up front: `2 · layers · capacity · kvHeads · headDim · 4` bytes (SmolLM2-135M:
-    ///   46 KB per position). Positions beyond `max_position_embeddings` are allowed, as in
-    ///   transformers (rotary embeddings extrapolate).
+    /// - Parameters:
+    ///   - capacity: maximum positions held (prompt + generated tokens). The cache is allocated
+    ///     up front: `2 · layers · capacity · kvHeads · headDim` elements (SmolLM2-135M: 46 KB
+    ///     per position in fp32). Positions beyond `max_position_embeddings` are allowed, as in
+    ///     transformers (rotary embeddings extrapolate).
+    ///   - kvCache: the cache's element type; by default the model's `kvCacheType`, so a
+    ///     session's steps compute what the model's whole-window forward computes.
     /// - Throws: `RuntimeError` for a non-positive or absurd capacity.
-    public init(model: LlamaModel, capacity: Int) throws(RuntimeError) {
+    public init(model: LlamaModel, capacity: Int, kvCache: KVCacheType? = nil) throws(RuntimeError) {
         self.model = model
-        cache = try KVCache(config: model.config, capacity: capacity)
+        cache = try KVCache(config: model.config, capacity: capacity, type: kvCache ?? model.kvCacheType)
     }
 
     /// Forgets the context.
@@ -140,8 +172,8 @@ public final class InferenceSession {
         m.reserveWorkspace(rows: rows)
         hidden.values.withUnsafeMutableBufferPointer { h in
             for l in 0..<m.config.numHiddenLayers {
-                m.layerForward(l, hidden: h.baseAddress!, rows: rows, start: start,
-                               keys: cache.keys[l], values: cache.values[l], capture: nil)
+                m.layerForward(l, hidden: h.baseAddress!, rows: rows, start: start, cache: cache.layer(l),
+                               capture: nil)
             }
         }
         cache.count = start + rows

@@ -18,6 +18,10 @@ public final class LlamaModel {
     public var config: LlamaConfig { weights.config }
     /// Upper bound on worker threads for every kernel.
     public var threads: Int
+    /// How keys and values are stored between the projections and attention: in a whole-window
+    /// forward, and by default in an `InferenceSession`'s cache. `.f16` rounds them to fp16, as
+    /// a decode with a 16-bit cache would, so perplexity measures what such decoding computes.
+    public var kvCacheType: KVCacheType = .f32
     public let rotary: RotaryEmbedding
 
     let attention: CausalAttention
@@ -60,10 +64,12 @@ public final class LlamaModel {
         let rows = hidden.rows
         guard rows > 0 else { return }
         reserveWorkspace(rows: rows)
+        // The window's keys and values in the workspace, stored as a cache of `kvCacheType` would.
         let ws = workspace
+        let storage = KVStorage(keys: UnsafeMutableRawPointer(ws.k.pointer), values: UnsafeMutableRawPointer(ws.v.pointer),
+                                type: kvCacheType)
         hidden.values.withUnsafeMutableBufferPointer { h in
-            layerForward(layer, hidden: h.baseAddress!, rows: rows, start: 0,
-                         keys: ws.k.pointer, values: ws.v.pointer, capture: capture)
+            layerForward(layer, hidden: h.baseAddress!, rows: rows, start: 0, cache: storage, capture: capture)
         }
     }
 
@@ -149,11 +155,10 @@ public final class LlamaModel {
     }
 
     /// One decoder layer on `rows` rows at positions `start ..< start + rows`.
-    /// `keys`/`values` hold `[start + rows × kvDim]`: earlier positions already filled (the
-    /// cache); this block's keys and values are written at rows `start ..< start + rows`.
+    /// `cache` holds `[start + rows × kvDim]` keys and values: earlier positions already filled;
+    /// this block's are written at rows `start ..< start + rows`.
     func layerForward(_ l: Int, hidden: UnsafeMutablePointer<Float>, rows: Int, start: Int,
-                      keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>,
-                      capture: LayerCapture?) {
+                      cache: KVStorage, capture: LayerCapture?) {
         let c = config, w = weights.layers[l], ws = workspace
         let hDim = c.hiddenSize, qDim = c.qProjectionSize, kvDim = c.kvProjectionSize, iDim = c.intermediateSize
         func emit(_ input: LinearInput, _ p: UnsafeMutablePointer<Float>, _ cols: Int) {
@@ -164,14 +169,24 @@ public final class LlamaModel {
         // Attention block.
         Kernels.rmsNorm(x: hidden, weight: w.inputNorm.pointer, output: ws.normed.pointer, rows: rows, n: hDim, eps: normEps)
         emit(.attention, ws.normed.pointer, hDim)
-        let newKeys = keys + start * kvDim, newValues = values + start * kvDim
+        // An fp32 cache takes the projections' outputs in place; a 16-bit one gets them rounded
+        // from fp32 scratch after the rotary embedding (computed in fp32 either way).
+        let offset = start * kvDim * cache.type.byteSize
+        let inPlace = cache.type == .f32
+        let newKeys = inPlace ? (cache.keys + offset).assumingMemoryBound(to: Float.self) : ws.newKeys.pointer
+        let newValues = inPlace ? (cache.values + offset).assumingMemoryBound(to: Float.self) : ws.newValues.pointer
         w[.qProj].apply(x: ws.normed.pointer, rows: rows, out: ws.q.pointer, threads: threads)
         w[.kProj].apply(x: ws.normed.pointer, rows: rows, out: newKeys, threads: threads)
         w[.vProj].apply(x: ws.normed.pointer, rows: rows, out: newValues, threads: threads)
         rotary.apply(ws.q.pointer, rows: rows, rowStride: qDim, heads: c.numAttentionHeads, startPosition: start)
         rotary.apply(newKeys, rows: rows, rowStride: kvDim, heads: c.numKeyValueHeads, startPosition: start)
-        attention.run(q: ws.q.pointer, keys: keys, values: values, out: ws.attention.pointer,
-                      rows: rows, start: start, threads: threads)
+        if !inPlace {
+            Kernels.convertF32ToF16(newKeys, (cache.keys + offset).assumingMemoryBound(to: UInt16.self), count: rows * kvDim)
+            Kernels.convertF32ToF16(newValues, (cache.values + offset).assumingMemoryBound(to: UInt16.self),
+                                    count: rows * kvDim)
+        }
+        attention.run(q: ws.q.pointer, keys: cache.keys, values: cache.values, format: cache.type.storage,
+                      out: ws.attention.pointer, rows: rows, start: start, threads: threads)
         emit(.attentionOutput, ws.attention.pointer, qDim)
         w[.oProj].apply(x: ws.attention.pointer, rows: rows, out: ws.projection.pointer, threads: threads)
         Kernels.add(ws.projection.pointer, into: hidden, count: rows * hDim)

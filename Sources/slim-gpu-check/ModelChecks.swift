@@ -5,32 +5,34 @@ import SlimRuntime
 
 /// A whole model on the GPU against SlimRuntime on the CPU (plain or slim-packed checkpoint):
 /// the logits of a window (prefilled in several blocks), the logits of KV-cache decode steps,
-/// and the window's NLLs. With an fp16 KV cache (`--kv-cache f16`) the GPU no longer computes
-/// the CPU's values: its logits and PPL get the looser bounds of fp16 keys and values, and its
-/// decode steps must still match its own window logits.
+/// and the window's NLLs. Each KV-cache type against the CPU runtime with the same cache type:
+/// with `--kv-cache f16` both round the same fp32 keys and values to fp16.
 struct ModelChecks {
     let context: CUDAContext
     let report: Report
 
     func run(path: String) {
-        for kvCache in CUDAKVCache.allCases { run(path: path, kvCache: kvCache) }
+        for kvCache in KVCacheType.allCases { run(path: path, kvCache: kvCache) }
     }
 
     /// Tolerances: logits relative to the largest, and the window's mean NLL relative to itself
     /// (≈ the relative PPL error divided by the mean NLL). Random tokens on these tiny models
-    /// score 4 to 30 nats each, so a PPL bound would grow with the NLL; fp16 keys and values carry
-    /// a 2⁻¹¹ relative rounding into every score. Measured on the emulator: fp32 ≤ 3e-8, fp16
-    /// ≤ 2.5e-5 (tiny-llama, whose PPL moves 7e-4 at 30 nats per token).
-    static func tolerances(_ kvCache: CUDAKVCache) -> (logits: Double, nll: Double) {
-        kvCache == .f32 ? (1e-3, 1e-5) : (1e-2, 1e-4)
+    /// score 4 to 30 nats each, so a PPL bound would grow with the NLL. An fp16 cache magnifies
+    /// the fp32 rounding differences between GPU and CPU keys: near a tie one becomes a one-ulp
+    /// (2⁻¹¹) difference of the cached value. Measured on the emulator: fp32 logits ≤ 1.2e-6 and
+    /// NLL ≤ 3e-8; fp16 logits ≤ 9.6e-4 (stories260K-slim2: random tokens, 19 nats each) and NLL
+    /// ≤ 5e-6.
+    static func tolerances(_ kvCache: KVCacheType) -> (logits: Double, nll: Double) {
+        kvCache == .f32 ? (1e-3, 1e-5) : (5e-3, 5e-5)
     }
 
-    func run(path: String, kvCache: CUDAKVCache) {
+    func run(path: String, kvCache: KVCacheType) {
         let name = (path as NSString).lastPathComponent + (kvCache == .f32 ? "" : " (\(kvCache) KV cache)")
         let tolerance = Self.tolerances(kvCache)
         report.run("model \(name)") {
             let loaded = try LoadedModel(path: path)
             let cpu = LlamaModel(weights: try LlamaWeights(model: loaded))
+            cpu.kvCacheType = kvCache
             let vocab = loaded.config.vocabSize
             let window = 100, prefix = 60
             // Blocks of 48 rows: the window's prefill crosses block boundaries through the cache.
@@ -44,15 +46,13 @@ struct ModelChecks {
             report.compare("model \(name): logits of a \(window)-token window", got: got, want: want, scale: scale,
                            tolerance: tolerance.logits, guarded: false) { "[position \($0 / vocab), token \($0 % vocab)]" }
 
-            // Decode steps (the CUDA-graph path) against the window logits at the same positions:
-            // the CPU's, or with an fp16 cache the GPU's own (the same cached values).
+            // Decode steps (the CUDA-graph path) against the CPU's window logits at the same positions.
             gpu.reset()
             var decoded: [Float] = try gpu.forward(Array(tokens.prefix(prefix)), logits: .last)
             for t in prefix..<window { decoded += try gpu.forward([tokens[t]], logits: .last) }
-            let windowWant = kvCache == .f32 ? want : got.map(Double.init)
-            let stepWant = Array(windowWant[((prefix - 1) * vocab)..<(window * vocab)])
+            let stepWant = Array(want[((prefix - 1) * vocab)..<(window * vocab)])
             report.compare("model \(name): prefill \(prefix) + \(window - prefix) decode steps", got: decoded, want: stepWant,
-                           scale: Array(scale.prefix(stepWant.count)), tolerance: 1e-3, guarded: false) {
+                           scale: Array(scale.prefix(stepWant.count)), tolerance: tolerance.logits, guarded: false) {
                 "[position \(prefix - 1 + $0 / vocab), token \($0 % vocab)]"
             }
 

@@ -110,7 +110,7 @@ struct OpChecks {
 
     /// With an fp16 cache the reference uses the fp16 keys and values the kernel reads (the
     /// rounding is the cache's, not the kernel's): the same tolerance holds.
-    func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, kvCache: CUDAKVCache = .f32,
+    func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, kvCache: KVCacheType = .f32,
                    suffix: String = "") {
         for (heads, kvHeads, d, rows, start) in cases {
             let label = "attention heads=\(heads)/\(kvHeads) d=\(d) rows=\(rows) start=\(start)"
@@ -166,7 +166,7 @@ struct OpChecks {
     /// output.
     func attentionTiming() {
         let heads = 8, d = 64, positions = 300, kvDim = heads * d
-        func check<KV>(_ kvCache: CUDAKVCache, _ cache: [KV]) {
+        func check<KV>(_ kvCache: KVCacheType, _ cache: [KV]) {
             let label = "attention_time \(kvCache) cache"
             report.run(label) {
                 var rng = Random(seed: 7)

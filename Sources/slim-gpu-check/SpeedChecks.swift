@@ -1,5 +1,6 @@
 import Foundation
 import SlimCUDA
+import SlimRuntime
 
 /// Speed of the packed GEMV at LLaMA-7B shapes next to the device-to-device copy bandwidth
 /// measured in the same run (issue target: ≥ 70 % of it), plus the small-batch GEMM and this
@@ -31,8 +32,8 @@ struct SpeedChecks {
         let unsplit = try TuningChecks.context(libraryPath: context.library.path, ["SLIM_CUDA_ATTN_SPLITS": 1])
         let heads = 32, d = 128, kvDim = heads * d
         for positions in [512, 2048] {
-            func layerBytes(_ kvCache: CUDAKVCache) -> Int { 2 * kvCache.byteSize * positions * kvDim }
-            func time<KV>(_ ctx: CUDAContext, _ kv: KV.Type, _ kvCache: CUDAKVCache) throws -> (seconds: Double, splits: Int) {
+            func layerBytes(_ kvCache: KVCacheType) -> Int { 2 * kvCache.byteSize * positions * kvDim }
+            func time<KV>(_ ctx: CUDAContext, _ kv: KV.Type, _ kvCache: KVCacheType) throws -> (seconds: Double, splits: Int) {
                 let layerBytes = layerBytes(kvCache)
                 let caches = max(2, (2 * Int(ctx.device.l2CacheBytes) + layerBytes - 1) / layerBytes + 1)
                 var rng = Random(seed: UInt64(positions))

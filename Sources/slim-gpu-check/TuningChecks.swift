@@ -1,5 +1,6 @@
 import Foundation
 import SlimCUDA
+import SlimRuntime
 import SlimPacking
 
 /// The tuning knobs, read when a context is created: SLIM_CUDA_WARPS (decode GEMV warps per
@@ -71,7 +72,7 @@ enum TuningChecks {
             report.run("attention SLIM_CUDA_ATTN_SPLITS=\(splits)") {
                 let context = try context(libraryPath: libraryPath, ["SLIM_CUDA_ATTN_SPLITS": splits])
                 let checks = OpChecks(context: context, report: report)
-                for kvCache in CUDAKVCache.allCases {
+                for kvCache in KVCacheType.allCases {
                     checks.attention(cases: OpChecks.attentionCases.filter { $0.3 <= 4 }, kvCache: kvCache,
                                      suffix: " splits \(splits)")
                 }

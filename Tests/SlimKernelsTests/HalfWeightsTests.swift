@@ -112,29 +112,100 @@ final class HalfWeightsTests: XCTestCase {
         }
     }
 
-    /// Tiny blocks: every packing boundary (k-chunks, partial panels) with a 16-bit B.
+    /// Tiny blocks: every packing boundary (k-chunks, partial panels) with a 16-bit B, stored
+    /// k-contiguous (weights, keys) and mn-contiguous (a KV cache's values).
     func testGemmWithTinyBlockingMatchesFp32() {
         let m = 9, n = 37, k = 29
         for format in [StorageFormat.f16, .bf16] {
-            let (bytes, _, widened) = matrix(format, m: n, ld: k, seed: 31)
-            var rng = SplitMix64(seed: 32)
-            let a = rng.floats(m * k)
-            var expected = [Float](repeating: 0, count: m * n), c = expected
-            a.withUnsafeBufferPointer { pa in
-                widened.withUnsafeBufferPointer { pb in
-                    GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
-                                               b: pb.baseAddress!, ldb: k, bLayout: .kContiguous, c: &expected, ldc: n,
-                                               alpha: 1, accumulate: false, upperOnly: false),
-                                   threads: 2, blocking: tinyBlocking)
+            for layout in [OperandLayout.kContiguous, .mnContiguous] {
+                let ldb = layout == .kContiguous ? k : n
+                let (bytes, _, widened) = matrix(format, m: layout == .kContiguous ? n : k, ld: ldb, seed: 31)
+                var rng = SplitMix64(seed: 32)
+                let a = rng.floats(m * k)
+                var expected = [Float](repeating: 0, count: m * n), c = expected
+                a.withUnsafeBufferPointer { pa in
+                    widened.withUnsafeBufferPointer { pb in
+                        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
+                                                   b: pb.baseAddress!, ldb: ldb, bLayout: layout, c: &expected, ldc: n,
+                                                   alpha: 1, accumulate: false, upperOnly: false),
+                                       threads: 2, blocking: tinyBlocking)
+                    }
+                    bytes.withUnsafeBytes { raw in
+                        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
+                                                   b: raw.baseAddress!, ldb: ldb, bLayout: layout, c: &c, ldc: n,
+                                                   alpha: 1, accumulate: false, upperOnly: false, bFormat: format),
+                                       threads: 2, blocking: tinyBlocking)
+                    }
                 }
-                bytes.withUnsafeBytes { raw in
-                    GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
-                                               b: raw.baseAddress!, ldb: k, bLayout: .kContiguous, c: &c, ldc: n,
-                                               alpha: 1, accumulate: false, upperOnly: false, bFormat: format),
-                                   threads: 2, blocking: tinyBlocking)
-                }
+                XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), "\(format) \(layout)")
             }
-            XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), "\(format)")
+        }
+    }
+
+    /// gemmNN with a 16-bit B (k × n rows, as a KV cache's values): bit for bit sgemmNN on the
+    /// widened B, and within the Float bound of the Double product.
+    func testGemmNNMatchesFp32KernelBitForBitAndTheBound() {
+        // k positions × n columns of B (row stride ldb); m query rows. k = 2100 crosses a k-block.
+        let shapes = [(1, 1, 1, 1), (7, 17, 31, 33), (33, 64, 300, 192), (6, 16, 2100, 16), (13, 5, 64, 70)]
+        for format in StorageFormat.allCases {
+            for (index, (m, n, k, ldb)) in shapes.enumerated() {
+                let (bytes, offset, widened) = matrix(format, m: k, ld: ldb, seed: UInt64(1400 + index), misaligned: index == 2)
+                var rng = SplitMix64(seed: UInt64(1500 + index))
+                let a = rng.floats(m * k)
+                let accumulate = index % 2 == 1
+                let c0 = rng.floats(m * n)
+                var expected = accumulate ? c0 : [Float](repeating: .nan, count: m * n)
+                Kernels.sgemmNN(m: m, n: n, k: k, a: a, lda: k, b: widened, ldb: ldb, c: &expected, ldc: n,
+                                accumulate: accumulate, threads: 1)
+                for threads in [1, 2] {
+                    var c = accumulate ? c0 : [Float](repeating: .nan, count: m * n)
+                    bytes.withUnsafeBytes { raw in
+                        Kernels.gemmNN(m: m, n: n, k: k, a: a, lda: k, b: raw.baseAddress! + offset, bFormat: format,
+                                       ldb: ldb, c: &c, ldc: n, accumulate: accumulate, threads: threads)
+                    }
+                    XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), "\(format) NN \(m)×\(n)×\(k) t=\(threads)")
+                }
+                var value = [Double](repeating: 0, count: m * n), magnitude = value
+                Kernels.Reference.gemm64(m: m, n: n, k: k, a: a, aRowStride: k, aColStride: 1,
+                                         b: widened, bRowStride: ldb, bColStride: 1, c: &value, magnitude: &magnitude)
+                let initial = accumulate ? c0.map(Double.init) : [Double](repeating: 0, count: m * n)
+                for i in 0..<(m * n) { value[i] += initial[i] }
+                XCTAssertNil(checkAgainstExact(expected, exact: value, magnitude: magnitude, initial: initial, k: k,
+                                               label: "\(format) gemmNN \(m)×\(n)×\(k)"))
+            }
+        }
+    }
+
+    /// The attention value sum: a 16-bit cache gives its fp32 conversion's result bit for bit,
+    /// and the fp32 result is within the Float bound of the Double sum (every width class: 32-,
+    /// 8- and 1-column loops).
+    func testWeightedRowSumMatchesWidenedRowsAndTheBound() {
+        let shapes = [(1, 1, 1), (5, 3, 7), (64, 64, 192), (200, 45, 45), (17, 100, 130), (0, 8, 8)]
+        for (index, (count, width, ld)) in shapes.enumerated() {
+            var rng = SplitMix64(seed: UInt64(1600 + index))
+            let p = rng.floats(count).map { abs($0) }
+            for format in StorageFormat.allCases {
+                let (bytes, offset, widened) = matrix(format, m: max(count, 1), ld: ld, seed: UInt64(1700 + index),
+                                                      misaligned: index % 2 == 0)
+                var out = [Float](repeating: .nan, count: width), fromWidened = out
+                bytes.withUnsafeBytes { raw in
+                    Kernels.weightedRowSum(p, count: count, rows: raw.baseAddress! + offset, format: format, ld: ld,
+                                           width: width, out: &out)
+                }
+                widened.withUnsafeBytes { raw in
+                    Kernels.weightedRowSum(p, count: count, rows: raw.baseAddress!, format: .f32, ld: ld, width: width,
+                                           out: &fromWidened)
+                }
+                XCTAssertEqual(out.map(\.bitPattern), fromWidened.map(\.bitPattern), "\(format) \(count)×\(width)")
+                var value = [Double](repeating: 0, count: width), magnitude = value
+                if count > 0 {
+                    Kernels.Reference.gemm64(m: 1, n: width, k: count, a: p, aRowStride: count, aColStride: 1,
+                                             b: widened, bRowStride: ld, bColStride: 1, c: &value, magnitude: &magnitude)
+                }
+                XCTAssertNil(checkAgainstExact(out, exact: value, magnitude: magnitude,
+                                               initial: [Double](repeating: 0, count: width), k: count,
+                                               label: "\(format) weightedRowSum \(count)×\(width)"))
+            }
         }
     }
 }

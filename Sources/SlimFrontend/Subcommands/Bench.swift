@@ -43,7 +43,7 @@ struct BenchCommand: SlimCommand {
             .option("repetitions", short: "r", value: "<n>", help: "Timed runs per test.", default: "5"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print results as JSON."),
-        ] + DeviceSelection.options + [CUDAKVCache.option, CPUWeights.option, PackedActivations.option])
+        ] + DeviceSelection.options + [KVCacheType.option, CPUWeights.option, PackedActivations.option])
 
     let model: String?
     let synthetic: SyntheticModel?
@@ -51,7 +51,7 @@ struct BenchCommand: SlimCommand {
     let device: DeviceSelection
     let weights: CPUWeights
     let activations: PackedActivations
-    let kvCache: CUDAKVCache
+    let kvCache: KVCacheType
     let promptTokens: Int
     let genTokens: Int
     let depths: [Int]
@@ -63,7 +63,7 @@ struct BenchCommand: SlimCommand {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
         activations = try PackedActivations(args, device: device.device)
-        kvCache = try CUDAKVCache(args, device: device.device)
+        kvCache = try KVCacheType(args)
         synthetic = args.isSet("synthetic") ? try args.choice("synthetic", default: SyntheticModel.llama7b) : nil
         if synthetic != nil {
             guard !args.isSet("model") else { throw UsageError("'--synthetic' and '--model' are mutually exclusive") }
@@ -161,11 +161,12 @@ struct BenchCommand: SlimCommand {
 
     private func cpuWorkload(capacity: Int) throws -> Workload {
         let loaded = try LoadedModel(path: model!)
-        let runtime = try cpuModel(loaded, weights: weights, activations: activations, threads: threads)
+        let runtime = try cpuModel(loaded, weights: weights, activations: activations, kvCache: kvCache, threads: threads)
         let session = try InferenceSession(model: runtime, capacity: capacity)
         return Workload(name: "\(loaded.config.modelType) \(formatCount(loaded.parameterCount)) \(dtypeSummary(loaded))",
                         size: weightBytes(loaded), parameters: loaded.parameterCount, vocab: loaded.config.vocabSize,
-                        backend: activations == .int8 ? "CPU, int8 activations" : "CPU",
+                        backend: (["CPU"] + (activations == .int8 ? ["int8 activations"] : [])
+                                  + (kvCache == .f32 ? [] : ["\(kvCache) KV cache"])).joined(separator: ", "),
                         prefill: { _ = try session.prefill($0, logits: .last) },
                         step: { _ = try session.step($0) },
                         reset: { session.reset() })

@@ -43,7 +43,7 @@ struct EvalPPLCommand: SlimCommand {
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
             .flag("json", help: "Print the result as JSON."),
             .flag("prefer-json", help: "Use tokenizer.json even when a tokenizer.model is present."),
-        ] + DeviceSelection.options + [CUDAKVCache.option, CPUWeights.option, PackedActivations.option])
+        ] + DeviceSelection.options + [KVCacheType.option, CPUWeights.option, PackedActivations.option])
 
     let model: String
     let dataset: String
@@ -58,13 +58,13 @@ struct EvalPPLCommand: SlimCommand {
     let device: DeviceSelection
     let weights: CPUWeights
     let activations: PackedActivations
-    let kvCache: CUDAKVCache
+    let kvCache: KVCacheType
 
     init(_ args: ParsedArguments) throws(UsageError) {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
         activations = try PackedActivations(args, device: device.device)
-        kvCache = try CUDAKVCache(args, device: device.device)
+        kvCache = try KVCacheType(args)
         model = try args.required("model", "<dir|file.gguf>")
         dataset = try args.required("dataset", "<name|file>")
         split = args.isSet("split") ? try args.choice("split", default: Split.test) : nil
@@ -107,14 +107,15 @@ struct EvalPPLCommand: SlimCommand {
         console.log("eval-ppl: \(loaded.config.architecture) \(formatCount(loaded.parameterCount)) on \(label): "
                     + "\(tokens.count) tokens (tokenized in \(String(format: "%.2f", tokenizeSeconds)) s), "
                     + "\(windows) windows of \(ctx), protocol \(evalProtocol.rawValue), "
-                    + (device.device == .cuda ? (kvCache == .f32 ? "GPU" : "GPU, \(kvCache) KV cache") : "\(threads) threads"))
+                    + (device.device == .cuda ? "GPU" : "\(threads) threads")
+                    + (kvCache == .f32 ? "" : ", \(kvCache) KV cache"))
 
         let scorer: any NextTokenScorer
         if device.device == .cuda {
             let context = try device.openContext(console: console)
             scorer = GPUScorer(model: try CUDAModel(context: context, model: loaded, capacity: ctx, kvCache: kvCache))
         } else {
-            scorer = RuntimeScorer(model: try cpuModel(loaded, weights: weights, activations: activations, threads: threads))
+            scorer = RuntimeScorer(model: try cpuModel(loaded, weights: weights, activations: activations, kvCache: kvCache, threads: threads))
         }
         let bar = ProgressBar(console: console, label: "eval-ppl", total: windows)
         let result = try evaluator.evaluate(tokens: tokens, model: scorer) { p in

@@ -34,7 +34,7 @@ struct GenerateCommand: SlimCommand {
             .option("top-p", value: "<p>", help: "Nucleus sampling probability mass."),
             .option("seed", value: "<n>", help: "Sampling seed.", default: "0"),
             .option("threads", short: "t", value: "<n>", help: "Worker threads.", default: "all cores"),
-            CUDAKVCache.option,
+            KVCacheType.option,
             CPUWeights.option,
             PackedActivations.option,
             .flag("ignore-eos", help: "Keep generating after an end-of-sequence token."),
@@ -51,7 +51,7 @@ struct GenerateCommand: SlimCommand {
     let threads: Int
     let weights: CPUWeights
     let activations: PackedActivations
-    let kvCache: CUDAKVCache
+    let kvCache: KVCacheType
     let device: DeviceSelection
     let ignoreEOS: Bool
     let preferJSON: Bool
@@ -68,7 +68,7 @@ struct GenerateCommand: SlimCommand {
         device = try DeviceSelection(args)
         weights = try CPUWeights(args, device: device.device)
         activations = try PackedActivations(args, device: device.device)
-        kvCache = try CUDAKVCache(args, device: device.device)
+        kvCache = try KVCacheType(args)
         ignoreEOS = args.has("ignore-eos")
         preferJSON = args.has("prefer-json")
     }
@@ -93,7 +93,7 @@ struct GenerateCommand: SlimCommand {
             prefill = { try gpu.forward(promptIDs, logits: .last) }
             step = { try gpu.forward([$0], logits: .last) }
         } else {
-            let runtime = try cpuModel(loaded, weights: weights, activations: activations, threads: threads)
+            let runtime = try cpuModel(loaded, weights: weights, activations: activations, kvCache: kvCache, threads: threads)
             let session = try InferenceSession(model: runtime, capacity: capacity)
             prefill = { try session.prefill(promptIDs, logits: .last) }
             step = { try session.step($0) }
