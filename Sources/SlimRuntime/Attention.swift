@@ -9,17 +9,20 @@ import SlimKernels
 /// Work is split into (query head, tile of query rows) items, so memory is one
 /// `tile × context` score block per worker rather than `[heads × T × T]`. Each item runs
 /// single-threaded GEMMs; items are spread over workers by estimated cost.
-struct CausalAttention {
+public struct CausalAttention: Sendable {
     /// Query rows per work item in a prefill.
     static let tileRows = 64
 
-    let heads: Int
-    let kvHeads: Int
-    let headDim: Int
+    public let heads: Int
+    public let kvHeads: Int
+    public let headDim: Int
     /// HF `scaling = head_dim ** -0.5`, applied to the fp32 scores.
-    let scale: Float
+    public let scale: Float
 
-    init(heads: Int, kvHeads: Int, headDim: Int) {
+    /// - Precondition: all positive, `heads` a multiple of `kvHeads`.
+    public init(heads: Int, kvHeads: Int, headDim: Int) {
+        precondition(heads > 0 && kvHeads > 0 && headDim > 0 && heads % kvHeads == 0,
+                     "CausalAttention: \(heads) heads, \(kvHeads) KV heads, head_dim \(headDim)")
         self.heads = heads
         self.kvHeads = kvHeads
         self.headDim = headDim
@@ -43,8 +46,9 @@ struct CausalAttention {
     ///     16-bit elements are widened in registers (or while packing GEMM panels): scores,
     ///     softmax and sums stay fp32.
     ///   - out: `[rows × heads·headDim]`; head h's output goes to columns h·headDim ..< (h+1)·headDim.
-    func run(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, format: StorageFormat,
-             out: UnsafeMutablePointer<Float>, rows: Int, start: Int, threads: Int) {
+    ///   - threads: upper bound on workers; the result does not depend on it.
+    public func run(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, format: StorageFormat,
+                    out: UnsafeMutablePointer<Float>, rows: Int, start: Int, threads: Int) {
         guard rows > 0 else { return }
         let tile = rows < Self.gemmMinimumRows ? rows : Self.tileRows
         let tiles = (rows + tile - 1) / tile

@@ -4,7 +4,7 @@ import Foundation
 import SlimKernels
 
 let usage = """
-    usage: slim-bench [gemm] [prefill] [packed] [packed-kernel] [dense16] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
+    usage: slim-bench [gemm] [prefill] [packed] [packed-kernel] [dense16] [attention] [--threads N] [--python PATH] [--model DIR] [--packed DIR ...] [--quick]
 
     Sections (default: all available):
       gemm     Swift SGEMM (C = A·Bᵀ) GFLOP/s next to numpy/OpenBLAS at 512/1024/2048 square
@@ -19,6 +19,8 @@ let usage = """
                the fp32 GEMV on the same shape.
       dense16  the dense GEMV on F16 / BF16 weights as stored (`--weights native`) next to the
                same matrix widened to fp32, at SmolLM2 and LLaMA-7B shapes.
+      attention  decode attention per layer (one query row) with an fp32 vs an fp16 KV cache at
+               512 and 2048 positions, with the read bandwidth measured in the same run.
     Options:
       --threads N    threads for both sides (default: all cores)
       --python PATH  interpreter with numpy / torch + transformers (default: $SLIM_BENCH_PYTHON, else python3)
@@ -51,7 +53,7 @@ while !args.isEmpty {
         packedPaths.append(v); args.removeFirst()
     case "--quick": quick = true
     case "-h", "--help": print(usage); exit(0)
-    case "gemm", "prefill", "packed", "packed-kernel", "dense16": sections.append(a)
+    case "gemm", "prefill", "packed", "packed-kernel", "dense16", "attention": sections.append(a)
     default:
         FileHandle.standardError.write(Data("slim-bench: unknown argument '\(a)'\n\(usage)\n".utf8)); exit(64)
     }
@@ -78,3 +80,4 @@ if sections.contains("packed") {
 }
 if sections.contains("packed-kernel") { PackedKernelSection(threads: threads, quick: quick).run() }
 if sections.contains("dense16") { Dense16Section(threads: threads, quick: quick).run() }
+if sections.contains("attention") { AttentionSection(threads: threads, quick: quick).run() }

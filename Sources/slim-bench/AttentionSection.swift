@@ -1,0 +1,56 @@
+import Foundation
+import SlimKernels
+import SlimRuntime
+
+/// Decode attention (one query row: a KV-cache step) per layer call, fp32 vs fp16 cache, at
+/// SmolLM2-135M and LLaMA-7B shapes with 512 and 2048 cached positions: µs per call, GB/s of
+/// cache bytes read, and that as a fraction of the read bandwidth measured in the same run. Each
+/// call reads a different copy of the cache, enough copies to exceed the L3, as the layers of a
+/// decode step do.
+struct AttentionSection {
+    let threads: Int
+    let quick: Bool
+
+    func run() {
+        print("== decode attention: fp32 vs fp16 KV cache, \(threads) thread(s)")
+        let bandwidth = PackedSection.readBandwidth(threads: threads, repetitions: quick ? 3 : 5)
+        print(String(format: "measured read bandwidth: %.2f GB/s (512 MiB, %d threads)", bandwidth / 1e9, threads))
+        print(pad("shape", 26) + pad("positions", 10) + pad("f32 µs", 9) + pad("GB/s", 7) + pad("of bw", 7)
+              + pad("f16 µs", 9) + pad("GB/s", 7) + pad("of bw", 7) + "f16 vs f32")
+        let shapes: [(name: String, heads: Int, kvHeads: Int, headDim: Int)] =
+            quick ? [("SmolLM2-135M 9/3×64", 9, 3, 64)] : [("SmolLM2-135M 9/3×64", 9, 3, 64), ("LLaMA-7B 32/32×128", 32, 32, 128)]
+        for shape in shapes {
+            for positions in quick ? [2048] : [512, 2048] {
+                let attention = CausalAttention(heads: shape.heads, kvHeads: shape.kvHeads, headDim: shape.headDim)
+                let kvDim = shape.kvHeads * shape.headDim, qDim = shape.heads * shape.headDim
+                let elements = positions * kvDim
+                let copies = max(2, (96 << 20) / (2 * elements * 4) + 1)  // > 96 MiB of fp32 caches
+                var fp32 = [Float](repeating: 0, count: 2 * elements)
+                for i in 0..<fp32.count { fp32[i] = Float((i &* 7919) % 2001) / 1000 - 1 }
+                var fp16 = [UInt16](repeating: 0, count: fp32.count)
+                Kernels.convertF32ToF16(fp32, &fp16, count: fp32.count)
+                let cache32 = [[Float]](repeating: fp32, count: copies), cache16 = [[UInt16]](repeating: fp16, count: copies)
+                let q = (0..<qDim).map { Float(($0 * 31) % 997) / 997 - 0.5 }
+                var out = [Float](repeating: 0, count: qDim)
+                func time<T>(_ caches: [[T]], _ format: StorageFormat) -> Double {
+                    bestSecondsPerCall(quick: quick) {
+                        for cache in caches {
+                            cache.withUnsafeBytes { raw in
+                                attention.run(q: q, keys: raw.baseAddress!, values: raw.baseAddress! + elements * format.byteSize,
+                                              format: format, out: &out, rows: 1, start: positions - 1, threads: threads)
+                            }
+                        }
+                    } / Double(caches.count)
+                }
+                let t32 = time(cache32, .f32), t16 = time(cache16, .f16)
+                func cell(_ seconds: Double, _ width: Int) -> String {
+                    let rate = Double(2 * elements * width) / seconds
+                    return pad(String(format: "%.1f", seconds * 1e6), 9) + pad(String(format: "%.1f", rate / 1e9), 7)
+                        + pad(String(format: "%.0f%%", 100 * rate / bandwidth), 7)
+                }
+                print(pad(shape.name, 26) + pad("\(positions)", 10) + cell(t32, 4) + cell(t16, 2) + String(format: "%.2f×", t32 / t16))
+            }
+        }
+        print()
+    }
+}
