@@ -153,15 +153,14 @@ enum GemmPacking {
     static func packBlock(_ src: UnsafeRawPointer, format: StorageFormat, ld: Int, layout: OperandLayout,
                           lane0: Int, count: Int, p0: Int, kc: Int, panel: Int,
                           into dest: UnsafeMutablePointer<Float>) {
-        if format != .f32 && layout == .mnContiguous {
+        if layout == .mnContiguous {
             switch format {
-            case .f16: packWideningRows(F16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
-                                        panel: panel, into: dest)
-            case .bf16: packWideningRows(BF16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
-                                         panel: panel, into: dest)
-            case .f32: break
+            case .f16: return packWideningRows(F16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
+                                               panel: panel, into: dest)
+            case .bf16: return packWideningRows(BF16Rows.self, src, ld: ld, lane0: lane0, count: count, p0: p0, kc: kc,
+                                                panel: panel, into: dest)
+            case .f32: break  // packPanel below
             }
-            return
         }
         var lane = 0
         var d = dest

@@ -90,7 +90,8 @@ final class Workspace {
     private(set) var q = Buffer()
     private(set) var k = Buffer()
     private(set) var v = Buffer()
-    /// A block's fp32 keys and values before they are rounded into a 16-bit cache.
+    /// A block's fp32 keys and values before they are rounded into a 16-bit cache (sized by
+    /// `reserveHalfCacheScratch`, so fp32 caches never allocate them).
     private(set) var newKeys = Buffer()
     private(set) var newValues = Buffer()
     private(set) var attention = Buffer()
@@ -116,13 +117,18 @@ final class Workspace {
         q.resize(rows * qDim)
         k.resize(rows * kvDim)
         v.resize(rows * kvDim)
-        newKeys.resize(rows * kvDim)
-        newValues.resize(rows * kvDim)
         attention.resize(rows * qDim)
         projection.resize(rows * hidden)
         gate.resize(rows * intermediate)
         up.resize(rows * intermediate)
         capacity = rows
+    }
+
+    /// Grows `newKeys` / `newValues` to at least `count` floats each.
+    func reserveHalfCacheScratch(_ count: Int) {
+        guard newKeys.count < count else { return }
+        newKeys.resize(count)
+        newValues.resize(count)
     }
 
     deinit {

@@ -173,6 +173,7 @@ public final class LlamaModel {
         // from fp32 scratch after the rotary embedding (computed in fp32 either way).
         let offset = start * kvDim * cache.type.byteSize
         let inPlace = cache.type == .f32
+        if !inPlace { ws.reserveHalfCacheScratch(rows * kvDim) }
         let newKeys = inPlace ? (cache.keys + offset).assumingMemoryBound(to: Float.self) : ws.newKeys.pointer
         let newValues = inPlace ? (cache.values + offset).assumingMemoryBound(to: Float.self) : ws.newValues.pointer
         w[.qProj].apply(x: ws.normed.pointer, rows: rows, out: ws.q.pointer, threads: threads)

@@ -29,7 +29,9 @@ struct AttentionSection {
                 for i in 0..<fp32.count { fp32[i] = Float((i &* 7919) % 2001) / 1000 - 1 }
                 var fp16 = [UInt16](repeating: 0, count: fp32.count)
                 Kernels.convertF32ToF16(fp32, &fp16, count: fp32.count)
-                let cache32 = [[Float]](repeating: fp32, count: copies), cache16 = [[UInt16]](repeating: fp16, count: copies)
+                // Distinct buffers: `Array(repeating:count:)` of an array would share one (copy-on-write).
+                let cache32 = (0..<copies).map { _ in fp32.withUnsafeBufferPointer { Array($0) } }
+                let cache16 = (0..<copies).map { _ in fp16.withUnsafeBufferPointer { Array($0) } }
                 let q = (0..<qDim).map { Float(($0 * 31) % 997) / 997 - 0.5 }
                 var out = [Float](repeating: 0, count: qDim)
                 func time<T>(_ caches: [[T]], _ format: StorageFormat) -> Double {
