@@ -172,3 +172,43 @@ extension Kernels.Reference {
     /// e^x correctly rounded except in rare double-rounding cases (Double `exp`, then Float).
     public static func exp(_ x: Float) -> Float { Float(Foundation.exp(Double(x))) }
 }
+
+// MARK: - Attention (Double)
+
+extension Kernels.Reference {
+    /// One query row's grouped-query attention in Double: for query head h (KV head
+    /// h / (heads / kvHeads)), softmax over j < count of (q_h·k_j)·scale, then Σ_j p_j·v_j.
+    /// `keys`/`values`: position j, KV head g at `j · ld + g · headDim`. Returns
+    /// `heads · headDim` values and, per element, the magnitude Σ_j p_j·|v_j| that scales an
+    /// error bound. `count == 0` gives NaN (a softmax over nothing).
+    public static func attentionRow64(q: UnsafePointer<Float>, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+                                      keys: UnsafePointer<Float>, values: UnsafePointer<Float>, ld: Int,
+                                      count: Int) -> (out: [Double], magnitude: [Double]) {
+        var out = [Double](repeating: 0, count: heads * headDim)
+        var magnitude = out
+        var p = [Double](repeating: 0, count: count)
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            for j in 0..<count {
+                p[j] = dot64(q + h * headDim, keys + j * ld + g * headDim, count: headDim) * Double(scale)
+            }
+            let top = p.max() ?? .nan
+            var sum = 0.0
+            for j in 0..<count {
+                p[j] = Foundation.exp(p[j] - top)
+                sum += p[j]
+            }
+            for c in 0..<headDim {
+                var o = 0.0, m = 0.0
+                for j in 0..<count {
+                    let v = Double(values[j * ld + g * headDim + c])
+                    o += p[j] / sum * v
+                    m += p[j] / sum * abs(v)
+                }
+                out[h * headDim + c] = count == 0 ? .nan : o
+                magnitude[h * headDim + c] = m
+            }
+        }
+        return (out, magnitude)
+    }
+}

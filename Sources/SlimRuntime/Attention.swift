@@ -6,9 +6,11 @@ import SlimKernels
 /// it: scores `q·kᵀ` scaled by `1/√headDim` (after the product), softmax in fp32 over the
 /// visible keys, then the weighted sum of values.
 ///
-/// Work is split into (query head, tile of query rows) items, so memory is one
+/// A prefill is split into (query head, tile of query rows) items, so memory is one
 /// `tile × context` score block per worker rather than `[heads × T × T]`. Each item runs
-/// single-threaded GEMMs; items are spread over workers by estimated cost.
+/// single-threaded GEMMs; items are spread over workers by estimated cost. A decode step
+/// (fewer than 4 rows) is split over chunks of cached positions instead, flash-decoding style,
+/// which reads the cache in address order and parallelises however few heads there are.
 public struct CausalAttention: Sendable {
     /// Query rows per work item in a prefill.
     static let tileRows = 64
@@ -50,7 +52,12 @@ public struct CausalAttention: Sendable {
     public func run(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, format: StorageFormat,
                     out: UnsafeMutablePointer<Float>, rows: Int, start: Int, threads: Int) {
         guard rows > 0 else { return }
-        let tile = rows < Self.gemmMinimumRows ? rows : Self.tileRows
+        let operands = Operands(q: q, keys: keys, values: values, format: format, out: out)
+        if rows < Self.gemmMinimumRows {
+            decode(operands, rows: rows, start: start, threads: threads)
+            return
+        }
+        let tile = Self.tileRows
         let tiles = (rows + tile - 1) / tile
         // Items sorted by cost (keys visible to the tile's last row), longest first, then dealt
         // to the least-loaded worker: a simple longest-processing-time schedule.
@@ -67,7 +74,6 @@ public struct CausalAttention: Sendable {
             assignment[w].append(index)
             load[w] += (item.t1 - item.t0) * (start + item.t1)
         }
-        let operands = Operands(q: q, keys: keys, values: values, format: format, out: out)
         let scratchCount = tile * (start + rows)
         let body = { (worker: Int) in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: scratchCount)
@@ -84,27 +90,13 @@ public struct CausalAttention: Sendable {
         }
     }
 
-    /// One head over query rows `t0 ..< t1`.
+    /// One head over query rows `t0 ..< t1` of a prefill: a tile of scores, softmax, values.
     private func item(_ o: Operands, head: Int, t0: Int, t1: Int, start: Int, scores: UnsafeMutablePointer<Float>) {
         let qDim = heads * headDim, kvDim = kvHeads * headDim
         let group = head / (heads / kvHeads)
         let m = t1 - t0
         let offset = group * headDim * o.format.byteSize
         let keys = o.keys + offset, values = o.values + offset
-        if m < Self.gemmMinimumRows {
-            // Decode steps: GEMV for the scores and a streaming weighted sum of the values
-            // (a GEMM would pad the single row to a full micro-tile and pack V for nothing).
-            for t in t0..<t1 {
-                let visible = start + t + 1
-                Kernels.gemv(m: visible, k: headDim, a: keys, format: o.format, lda: kvDim,
-                             x: o.q + t * qDim + head * headDim, y: scores, threads: 1)
-                Kernels.scale(scores, by: scale, count: visible)
-                Kernels.softmax(scores, count: visible)
-                Kernels.weightedRowSum(scores, count: visible, rows: values, format: o.format, ld: kvDim,
-                                       width: headDim, out: o.out + t * qDim + head * headDim)
-            }
-            return
-        }
         let context = start + t1
         Kernels.gemmNT(m: m, n: context, k: headDim,
                        a: o.q + t0 * qDim + head * headDim, lda: qDim,
@@ -124,6 +116,70 @@ public struct CausalAttention: Sendable {
                        c: o.out + t0 * qDim + head * headDim, ldc: qDim, threads: 1)
     }
 
-    /// Tiles with fewer query rows than this take the per-row path.
+    /// Blocks with fewer query rows than this (decode steps) take the chunked per-row path: a
+    /// GEMM would pad them to a full micro-tile and pack the values for nothing.
     static let gemmMinimumRows = 4
+
+    /// Decode rows: each row's visible positions are cut into chunks
+    /// (`Kernels.attentionChunkLength`, a function of the row's position count only), chunks of
+    /// all rows run in parallel over every head (`Kernels.attentionChunk`), and each row's
+    /// chunks are combined in order. The result does not depend on `threads`.
+    private func decode(_ o: Operands, rows: Int, start: Int, threads: Int) {
+        let shape = AttentionHeads(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
+        var chunks: [(row: Int, positions: Range<Int>)] = []
+        var firstChunk: [Int] = []
+        var longest = 0
+        for t in 0..<rows {
+            let visible = start + t + 1
+            let length = Kernels.attentionChunkLength(positions: visible)
+            longest = max(longest, min(length, visible))
+            firstChunk.append(chunks.count)
+            for p in stride(from: 0, to: visible, by: length) { chunks.append((t, p..<min(visible, p + length))) }
+        }
+        firstChunk.append(chunks.count)
+        let work = chunks
+        let qDim = heads * headDim
+        let kvDim = kvHeads * headDim
+        // Another worker only for 32 Ki cached elements (128 KiB of fp32 keys and values) each:
+        // below that a dispatch costs more than it saves.
+        let workers = Kernels.workerCount(threads: threads, work: (start + rows) * kvDim * 2, minimumPerWorker: 1 << 15)
+        let partials = Partials(heads: heads, headDim: headDim, chunks: chunks.count, workers: max(1, workers),
+                                scoresPerWorker: heads * longest)
+        defer { partials.deallocate() }
+        Kernels.parallelItems(workers: workers, items: chunks.count) { worker, index in
+            let chunk = work[index]
+            Kernels.attentionChunk(q: o.q + chunk.row * qDim, heads: shape, keys: o.keys, values: o.values,
+                                   format: o.format, positions: chunk.positions,
+                                   scores: partials.scores + worker * partials.scoresPerWorker,
+                                   maxima: partials.maxima + index * heads, sums: partials.sums + index * heads,
+                                   weighted: partials.weighted + index * qDim)
+        }
+        for t in 0..<rows {
+            let c0 = firstChunk[t]
+            Kernels.combineAttentionChunks(chunks: firstChunk[t + 1] - c0, heads: heads, headDim: headDim,
+                                           maxima: partials.maxima + c0 * heads, sums: partials.sums + c0 * heads,
+                                           weighted: partials.weighted + c0 * qDim, out: o.out + t * qDim)
+        }
+    }
+
+    /// Per-chunk results and per-worker score scratch of one decode call.
+    private struct Partials: @unchecked Sendable {
+        let maxima: UnsafeMutablePointer<Float>
+        let sums: UnsafeMutablePointer<Float>
+        let weighted: UnsafeMutablePointer<Float>
+        let scores: UnsafeMutablePointer<Float>
+        let scoresPerWorker: Int
+
+        init(heads: Int, headDim: Int, chunks: Int, workers: Int, scoresPerWorker: Int) {
+            maxima = .allocate(capacity: chunks * heads)
+            sums = .allocate(capacity: chunks * heads)
+            weighted = .allocate(capacity: chunks * heads * headDim)
+            scores = .allocate(capacity: workers * scoresPerWorker)
+            self.scoresPerWorker = scoresPerWorker
+        }
+
+        func deallocate() {
+            for p in [maxima, sums, weighted, scores] { p.deallocate() }
+        }
+    }
 }

@@ -20,7 +20,7 @@ final class HalfKVCacheTests: XCTestCase {
         return (model, Array(tokens.prefix(160)))
     }
 
-    /// Decode rows (< 4: GEMV and the weighted row sum) and prefill tiles (GEMMs, a partial last
+    /// Decode rows (< 4: the chunked decode kernel) and prefill tiles (GEMMs, a partial last
     /// tile), from an empty cache and after earlier positions, with grouped-query heads.
     func testAttentionOnHalfCacheEqualsAttentionOnItsWidening() {
         let heads = 6, kvHeads = 2, headDim = 24
