@@ -123,18 +123,23 @@ final class HalfWeightsTests: XCTestCase {
                 var rng = SplitMix64(seed: 32)
                 let a = rng.floats(m * k)
                 var expected = [Float](repeating: 0, count: m * n), c = expected
+                // The problem stores C's pointer, so it must come from a scope that outlives the run.
                 a.withUnsafeBufferPointer { pa in
                     widened.withUnsafeBufferPointer { pb in
-                        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
-                                                   b: pb.baseAddress!, ldb: ldb, bLayout: layout, c: &expected, ldc: n,
-                                                   alpha: 1, accumulate: false, upperOnly: false),
-                                       threads: 2, blocking: tinyBlocking)
+                        expected.withUnsafeMutableBufferPointer { pc in
+                            GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
+                                                       b: pb.baseAddress!, ldb: ldb, bLayout: layout, c: pc.baseAddress!, ldc: n,
+                                                       alpha: 1, accumulate: false, upperOnly: false),
+                                           threads: 2, blocking: tinyBlocking)
+                        }
                     }
                     bytes.withUnsafeBytes { raw in
-                        GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
-                                                   b: raw.baseAddress!, ldb: ldb, bLayout: layout, c: &c, ldc: n,
-                                                   alpha: 1, accumulate: false, upperOnly: false, bFormat: format),
-                                       threads: 2, blocking: tinyBlocking)
+                        c.withUnsafeMutableBufferPointer { pc in
+                            GemmDriver.run(GemmProblem(m: m, n: n, k: k, a: pa.baseAddress!, lda: k, aLayout: .kContiguous,
+                                                       b: raw.baseAddress!, ldb: ldb, bLayout: layout, c: pc.baseAddress!, ldc: n,
+                                                       alpha: 1, accumulate: false, upperOnly: false, bFormat: format),
+                                           threads: 2, blocking: tinyBlocking)
+                        }
                     }
                 }
                 XCTAssertEqual(c.map(\.bitPattern), expected.map(\.bitPattern), "\(format) \(layout)")
