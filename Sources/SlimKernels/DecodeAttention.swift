@@ -141,9 +141,9 @@ enum DecodeAttention {
         }
         // e^{s−m} in place, m and l per head.
         for h in 0..<shape.heads {
-            let (m, l) = expShifted(scores + h &* count, count)
+            let (m, l) = VectorMath.expShifted(scores + h &* count, count: count)
             maxima[h] = m
-            sums[h] = l
+            sums[h] = horizontalSum(l)
         }
         // o += e·v, 8 positions at a time, every head, in address order.
         j = 0
@@ -253,36 +253,5 @@ enum DecodeAttention {
         let cd = SIMD8<Float>(lowHalf: c.evenHalf + c.oddHalf, highHalf: d.evenHalf + d.oddHalf)
         let abcd = SIMD8<Float>(lowHalf: ab.evenHalf + ab.oddHalf, highHalf: cd.evenHalf + cd.oddHalf)
         return abcd.evenHalf + abcd.oddHalf
-    }
-
-    /// Replaces `x[0..<count]` by e^{x−m} with m their maximum; returns m and the sum. NaN in
-    /// `x` makes the sum NaN (the NaN lane's exponential is NaN whatever m is).
-    @inline(__always)
-    static func expShifted(_ x: UnsafeMutablePointer<Float>, _ count: Int) -> (Float, Float) {
-        let px = UnsafeMutableRawPointer(x)
-        let vectorEnd = count & ~7, tail = count &- vectorEnd
-        var top = SIMD8<Float>(repeating: -.infinity)
-        var i = 0
-        while i < vectorEnd {
-            top = VectorMath.maximum(top, px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
-            i &+= 8
-        }
-        if tail > 0 { top = VectorMath.maximum(top, VectorMath.loadPartial(x + vectorEnd, tail, fill: -.infinity)) }
-        let m = VectorMath.horizontalMax(top)
-        let shift = SIMD8<Float>(repeating: m)
-        var sum = SIMD8<Float>()
-        i = 0
-        while i < vectorEnd {
-            let e = VectorMath.exp(px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self) - shift)
-            px.storeBytes(of: e, toByteOffset: i &* 4, as: SIMD8<Float>.self)
-            sum += e
-            i &+= 8
-        }
-        if tail > 0 {
-            let e = VectorMath.exp(VectorMath.loadPartial(x + vectorEnd, tail, fill: -.infinity) - shift)
-            VectorMath.storePartial(e, x + vectorEnd, tail)
-            sum += e
-        }
-        return (m, sum.sum())
     }
 }

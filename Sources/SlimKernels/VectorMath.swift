@@ -51,6 +51,42 @@ enum VectorMath {
         return expR * scale1 * scale2
     }
 
+    // MARK: - Softmax numerators
+
+    /// Replaces `x[0..<count]` by e^(x − m), m their maximum, and returns m and the 8 lane
+    /// partial sums of the exponentials (reduce with `horizontalSum` for a fixed order): the
+    /// first two passes of a softmax, shared by `Kernels.softmax` and decode attention's chunks.
+    /// Padding lanes of the tail are −Inf − m → e = 0, contributing nothing; a NaN or +Inf entry
+    /// makes the sum NaN (its exponential is NaN whatever m is).
+    @inline(__always)
+    static func expShifted(_ x: UnsafeMutablePointer<Float>, count: Int) -> (max: Float, sums: SIMD8<Float>) {
+        let px = UnsafeMutableRawPointer(x)
+        let vectorEnd = count & ~7, tail = count &- vectorEnd
+        var top = SIMD8<Float>(repeating: -.infinity)
+        var i = 0
+        while i < vectorEnd {
+            top = maximum(top, px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
+            i &+= 8
+        }
+        if tail > 0 { top = maximum(top, loadPartial(x + vectorEnd, tail, fill: -.infinity)) }
+        let m = horizontalMax(top)
+        let shift = SIMD8<Float>(repeating: m)
+        var sums = SIMD8<Float>()
+        i = 0
+        while i < vectorEnd {
+            let e = exp(px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self) - shift)
+            px.storeBytes(of: e, toByteOffset: i &* 4, as: SIMD8<Float>.self)
+            sums += e
+            i &+= 8
+        }
+        if tail > 0 {
+            let e = exp(loadPartial(x + vectorEnd, tail, fill: -.infinity) - shift)
+            storePartial(e, x + vectorEnd, tail)
+            sums += e
+        }
+        return (m, sums)
+    }
+
     // MARK: - Lane helpers
 
     /// Lane-wise maximum (NaN handling unspecified: callers let NaN propagate elsewhere).

@@ -134,39 +134,12 @@ extension Kernels {
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
         precondition(count >= 0, "softmax: negative count \(count)")
         guard count > 0 else { return }
+        let (_, sumV) = VectorMath.expShifted(x, count: count)
+        // Normalise.
         let px = UnsafeMutableRawPointer(x)
         let vectorEnd = count & ~7
-        let tail = count &- vectorEnd
-        // Pass 1: the row maximum.
-        var maxV = SIMD8<Float>(repeating: -.infinity)
-        var i = 0
-        while i < vectorEnd {
-            maxV = VectorMath.maximum(maxV, px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self))
-            i &+= 8
-        }
-        if tail > 0 {
-            maxV = VectorMath.maximum(maxV, VectorMath.loadPartial(x + vectorEnd, tail, fill: -.infinity))
-        }
-        let rowMax = SIMD8<Float>(repeating: VectorMath.horizontalMax(maxV))
-        // Pass 2: exponentials in place and their sum.
-        var sumV = SIMD8<Float>()
-        i = 0
-        while i < vectorEnd {
-            let e = VectorMath.exp(px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self) - rowMax)
-            px.storeBytes(of: e, toByteOffset: i &* 4, as: SIMD8<Float>.self)
-            sumV += e
-            i &+= 8
-        }
-        if tail > 0 {
-            // Padding lanes are −Inf − max → e = 0, contributing nothing (unless max is ±Inf
-            // or NaN, in which case the row is NaN anyway).
-            let e = VectorMath.exp(VectorMath.loadPartial(x + vectorEnd, tail, fill: -.infinity) - rowMax)
-            VectorMath.storePartial(e, x + vectorEnd, tail)
-            sumV += e
-        }
-        // Pass 3: normalise.
         let inverse = SIMD8<Float>(repeating: 1 / horizontalSum(sumV))
-        i = 0
+        var i = 0
         while i < vectorEnd {
             px.storeBytes(of: px.loadUnaligned(fromByteOffset: i &* 4, as: SIMD8<Float>.self) * inverse,
                           toByteOffset: i &* 4, as: SIMD8<Float>.self)

@@ -15,20 +15,17 @@ public struct CausalAttention: Sendable {
     /// Query rows per work item in a prefill.
     static let tileRows = 64
 
-    public let heads: Int
-    public let kvHeads: Int
-    public let headDim: Int
-    /// HF `scaling = head_dim ** -0.5`, applied to the fp32 scores.
-    public let scale: Float
+    /// Head counts, width and HF's `scaling = head_dim ** -0.5`, applied to the fp32 scores.
+    public let shape: AttentionHeads
+    public var heads: Int { shape.heads }
+    public var kvHeads: Int { shape.kvHeads }
+    public var headDim: Int { shape.headDim }
+    public var scale: Float { shape.scale }
 
     /// - Precondition: all positive, `heads` a multiple of `kvHeads`.
     public init(heads: Int, kvHeads: Int, headDim: Int) {
-        precondition(heads > 0 && kvHeads > 0 && headDim > 0 && heads % kvHeads == 0,
-                     "CausalAttention: \(heads) heads, \(kvHeads) KV heads, head_dim \(headDim)")
-        self.heads = heads
-        self.kvHeads = kvHeads
-        self.headDim = headDim
-        scale = Float(Foundation.pow(Double(headDim), -0.5))
+        shape = AttentionHeads(heads: heads, kvHeads: kvHeads, headDim: headDim,
+                               scale: Float(Foundation.pow(Double(headDim), -0.5)))
     }
 
     /// Raw pointers shared with the worker closure (workers write disjoint output columns).
@@ -125,7 +122,6 @@ public struct CausalAttention: Sendable {
     /// all rows run in parallel over every head (`Kernels.attentionChunk`), and each row's
     /// chunks are combined in order. The result does not depend on `threads`.
     private func decode(_ o: Operands, rows: Int, start: Int, threads: Int) {
-        let shape = AttentionHeads(heads: heads, kvHeads: kvHeads, headDim: headDim, scale: scale)
         var chunks: [(row: Int, positions: Range<Int>)] = []
         var firstChunk: [Int] = []
         var longest = 0
