@@ -35,7 +35,7 @@
 # vs SlimRuntime (logits of a window, KV-cache decode steps, NLL), GEMV bandwidth vs the copy
 # bandwidth at LLaMA-7B shapes (cold cache: weights cycled through 2 × L2 of copies); ppl: eval-ppl
 # on the CPU and on the GPU for each packed checkpoint, equal within 0.1 % with either KV cache
-# (f32, f16) on both devices; generate: greedy continuations equal, with either cache; speed: decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target
+# (f32, f16, bf16) on both devices; generate: greedy continuations equal, with each cache; speed: decode tokens/s of a synthetic LLaMA-7B at 2 and 3 bits (target
 # ≥ 200 tok/s on an H100); sweep: the decode GEMV per SLIM_CUDA_DEPTH × SLIM_CUDA_WARPS;
 # baseline: fp16 cuBLAS GEMV via torch in the same run; sanitize: compute-sanitizer's memcheck,
 # racecheck, synccheck and initcheck on the quick kernel set.
@@ -207,7 +207,7 @@ ppl_checks() {
     for spec in "$@"; do
         IFS=: read -r model ctx windows <<<"$spec"
         args=(eval-ppl --model "$model" --dataset wikitext2 --data-dir "$FIX/data" --ctx "$ctx" --max-windows "$windows" --json)
-        for kv in f32 f16; do  # each cache type on both devices
+        for kv in f32 f16 bf16; do  # each cache type on both devices
             cpu=$($BIN/slim-quant "${args[@]}" --kv-cache $kv 2>/dev/null | ppl_of || true)
             gpu=$($BIN/slim-quant "${args[@]}" --device cuda --kv-cache $kv 2>/dev/null | ppl_of || true)
             if awk -v a="$cpu" -v b="$gpu" 'BEGIN { d = (a - b) / a; if (d < 0) d = -d; exit !(a > 0 && d <= 0.001) }'; then
@@ -227,7 +227,7 @@ generate_checks() {
     local model cpu gpu args kv
     for model in "$@"; do
         [[ -f "$model/tokenizer.json" || -f "$model/tokenizer.model" ]] || continue
-        for kv in f32 f16; do
+        for kv in f32 f16 bf16; do
             args=(generate --model "$model" --prompt "Once upon a time" --max-tokens 24 --kv-cache $kv)
             cpu=$($BIN/slim-quant "${args[@]}" 2>/dev/null || echo "error")
             gpu=$($BIN/slim-quant "${args[@]}" --device cuda 2>/dev/null || echo "error")
@@ -346,8 +346,8 @@ step_speed() {
         $BIN/slim-quant bench --synthetic llama-7b --bits $bits --device cuda -p 512 -n 128 -r 3 || FAILURES=$((FAILURES + 1))
     done
     # Decode with 2048 positions cached (2.1 GB of fp32 keys and values, as many bytes as the 2-bit
-    # weights): the fp16 cache halves them.
-    for kv in f32 f16; do
+    # weights): the 16-bit caches halve them.
+    for kv in f32 f16 bf16; do
         $BIN/slim-quant bench --synthetic llama-7b --bits 2 --device cuda -p 0 -n 128 -d 2048 -r 3 --kv-cache $kv ||
             FAILURES=$((FAILURES + 1))
     done

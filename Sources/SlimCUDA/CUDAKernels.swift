@@ -23,6 +23,17 @@ extension CUDAContext {
                                    Int32(headDim), cos.typed(Float.self), sin.typed(Float.self), Int32(start)), "rope")
     }
 
+    /// Rounds `rows` rows of `width` fp32 values into `cache` (elements of `kvCache`: `Float`, or
+    /// the `UInt16` bits of fp16/bf16 values) at rows start … start + rows − 1, as the model
+    /// stores keys and values; the cache's other rows are left as they are.
+    public func storeKV<KV>(_ source: CUDABuffer<Float>, rows: Int, width: Int, start: Int, into cache: CUDABuffer<KV>,
+                            kvCache: KVCacheType) throws(CUDAError) {
+        precondition(MemoryLayout<KV>.stride == kvCache.byteSize, "storeKV: \(KV.self) cache elements are not \(kvCache)")
+        precondition(source.count >= rows * width && cache.count >= (start + rows) * width, "storeKV: buffers too small")
+        try check(library.api.store_kv(handle, source.typed(Float.self), Int32(rows), Int32(width), Int32(start),
+                                       cache.pointer, kvCache.dtype), "store_kv")
+    }
+
     /// out = silu(gate) · up, element-wise.
     public func siluMul(gate: CUDABuffer<Float>, up: CUDABuffer<Float>, out: CUDABuffer<Float>, count: Int) throws(CUDAError) {
         precondition(gate.count >= count && up.count >= count && out.count >= count, "siluMul: buffers too small")

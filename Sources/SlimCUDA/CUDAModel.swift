@@ -17,7 +17,13 @@ import SlimRuntime
 /// The GPU cache stores `KVCacheType` elements as the C API's weight element types.
 extension KVCacheType {
     /// The element type, as the C API names it for weights too.
-    var elementType: CUDAWeightType { self == .f32 ? .f32 : .f16 }
+    var elementType: CUDAWeightType {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .bf16: .bf16
+        }
+    }
     /// The SLIM_CUDA_* dtype.
     var dtype: Int32 { elementType.rawValue }
 }

@@ -44,9 +44,10 @@ struct DeviceSelection {
 /// device.
 extension KVCacheType {
     static let option = OptionSpec.option(
-        "kv-cache", value: "<f32|f16>",
-        help: "Keep keys and values in fp32 (Hugging Face's values) or fp16 (half the cache memory and "
-            + "decode-attention bytes, as llama.cpp; scores stay fp32, perplexity within 0.1 % of f32).",
+        "kv-cache", value: "<f32|f16|bf16>",
+        help: "Keep keys and values in fp32 (Hugging Face's values), fp16 (half the cache memory and "
+            + "decode-attention bytes, as llama.cpp; scores stay fp32, perplexity within 0.1 % of f32) or "
+            + "bf16 (as fp16, without fp16's overflow past 65504, but a coarser rounding).",
         default: "f32")
 
     /// - Throws: `UsageError` for an unknown value.

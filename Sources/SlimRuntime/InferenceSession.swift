@@ -12,9 +12,18 @@ public enum KVCacheType: String, CaseIterable, Sendable {
     /// reads (llama.cpp's default cache type). Scores, softmax and sums stay fp32. Values beyond
     /// ±65504 become ±infinity.
     case f16
+    /// bfloat16, rounded to nearest even: the bytes of fp16, with fp32's exponent range
+    /// (no overflow at ±65504) but 8 significant bits instead of 11, so a coarser rounding.
+    case bf16
 
     /// How the cache's elements are stored.
-    public var storage: StorageFormat { self == .f32 ? .f32 : .f16 }
+    public var storage: StorageFormat {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .bf16: .bf16
+        }
+    }
     /// Bytes per cached element.
     public var byteSize: Int { storage.byteSize }
 }

@@ -19,7 +19,7 @@ public final class LlamaModel {
     /// Upper bound on worker threads for every kernel.
     public var threads: Int
     /// How keys and values are stored between the projections and attention: in a whole-window
-    /// forward, and by default in an `InferenceSession`'s cache. `.f16` rounds them to fp16, as
+    /// forward, and by default in an `InferenceSession`'s cache. `.f16`/`.bf16` round them, as
     /// a decode with a 16-bit cache would, so perplexity measures what such decoding computes.
     public var kvCacheType: KVCacheType = .f32
     public let rotary: RotaryEmbedding
@@ -182,9 +182,9 @@ public final class LlamaModel {
         rotary.apply(ws.q.pointer, rows: rows, rowStride: qDim, heads: c.numAttentionHeads, startPosition: start)
         rotary.apply(newKeys, rows: rows, rowStride: kvDim, heads: c.numKeyValueHeads, startPosition: start)
         if !inPlace {
-            Kernels.convertF32ToF16(newKeys, (cache.keys + offset).assumingMemoryBound(to: UInt16.self), count: rows * kvDim)
-            Kernels.convertF32ToF16(newValues, (cache.values + offset).assumingMemoryBound(to: UInt16.self),
-                                    count: rows * kvDim)
+            let convert = cache.type == .f16 ? Kernels.convertF32ToF16 : Kernels.convertF32ToBF16
+            convert(newKeys, (cache.keys + offset).assumingMemoryBound(to: UInt16.self), rows * kvDim)
+            convert(newValues, (cache.values + offset).assumingMemoryBound(to: UInt16.self), rows * kvDim)
         }
         attention.run(q: ws.q.pointer, keys: cache.keys, values: cache.values, format: cache.type.storage,
                       out: ws.attention.pointer, rows: rows, start: start, threads: threads)

@@ -2,7 +2,8 @@ import Foundation
 import SlimKernels
 import SlimRuntime
 
-/// Decode attention (one query row: a KV-cache step) per layer call, fp32 vs fp16 cache, at
+/// Decode attention (one query row: a KV-cache step) per layer call, fp32 vs fp16 cache (and
+/// bf16, the same bytes as fp16: its time and speed relative to fp16), at
 /// SmolLM2-135M and LLaMA-7B shapes with 512 and 2048 cached positions: µs per call, GB/s of
 /// cache bytes read, that as a fraction of the read bandwidth measured in the same run, and the
 /// speedup over the per-head baseline (each query head's GEMV over its strided keys, softmax and
@@ -14,11 +15,11 @@ struct AttentionSection {
     let quick: Bool
 
     func run() {
-        print("== decode attention: fp32 vs fp16 KV cache, \(threads) thread(s)")
+        print("== decode attention: fp32 vs fp16 (and bf16) KV cache, \(threads) thread(s)")
         let bandwidth = PackedSection.readBandwidth(threads: threads, repetitions: quick ? 3 : 5)
         print(String(format: "measured read bandwidth: %.2f GB/s (512 MiB, %d threads)", bandwidth / 1e9, threads))
         print(pad("shape", 26) + pad("positions", 10) + pad("f32 µs", 9) + pad("GB/s", 7) + pad("of bw", 7)
-              + pad("vs head", 8) + pad("f16 µs", 9) + pad("GB/s", 7) + pad("of bw", 7) + pad("vs head", 8) + "f16 vs f32")
+              + pad("vs head", 8) + pad("f16 µs", 9) + pad("GB/s", 7) + pad("of bw", 7) + pad("vs head", 8) + pad("f16 vs f32", 11) + pad("bf16 µs", 9) + "bf16 vs f16")
         let shapes: [(name: String, heads: Int, kvHeads: Int, headDim: Int)] =
             quick ? [("SmolLM2-135M 9/3×64", 9, 3, 64)] : [("SmolLM2-135M 9/3×64", 9, 3, 64), ("LLaMA-7B 32/32×128", 32, 32, 128)]
         for shape in shapes {
@@ -31,9 +32,12 @@ struct AttentionSection {
                 for i in 0..<fp32.count { fp32[i] = Float((i &* 7919) % 2001) / 1000 - 1 }
                 var fp16 = [UInt16](repeating: 0, count: fp32.count)
                 Kernels.convertF32ToF16(fp32, &fp16, count: fp32.count)
+                var bf16 = [UInt16](repeating: 0, count: fp32.count)
+                Kernels.convertF32ToBF16(fp32, &bf16, count: fp32.count)
                 // Distinct buffers: `Array(repeating:count:)` of an array would share one (copy-on-write).
                 let cache32 = (0..<copies).map { _ in fp32.withUnsafeBufferPointer { Array($0) } }
                 let cache16 = (0..<copies).map { _ in fp16.withUnsafeBufferPointer { Array($0) } }
+                let cacheB = (0..<copies).map { _ in bf16.withUnsafeBufferPointer { Array($0) } }
                 let q = (0..<qDim).map { Float(($0 * 31) % 997) / 997 - 0.5 }
                 var out = [Float](repeating: 0, count: qDim)
                 func time<T>(_ caches: [[T]], _ format: StorageFormat, perHead: Bool = false) -> Double {
@@ -52,7 +56,7 @@ struct AttentionSection {
                         }
                     } / Double(caches.count)
                 }
-                let t32 = time(cache32, .f32), t16 = time(cache16, .f16)
+                let t32 = time(cache32, .f32), t16 = time(cache16, .f16), tB = time(cacheB, .bf16)
                 let h32 = time(cache32, .f32, perHead: true), h16 = time(cache16, .f16, perHead: true)
                 func cell(_ seconds: Double, _ width: Int, baseline: Double) -> String {
                     let rate = Double(2 * elements * width) / seconds
@@ -60,7 +64,8 @@ struct AttentionSection {
                         + pad(String(format: "%.0f%%", 100 * rate / bandwidth), 7) + pad(String(format: "%.2f×", baseline / seconds), 8)
                 }
                 print(pad(shape.name, 26) + pad("\(positions)", 10) + cell(t32, 4, baseline: h32) + cell(t16, 2, baseline: h16)
-                      + String(format: "%.2f×", t32 / t16))
+                      + pad(String(format: "%.2f×", t32 / t16), 11) + pad(String(format: "%.1f", tB * 1e6), 9)
+                      + String(format: "%.2f×", t16 / tB))
             }
         }
         print()

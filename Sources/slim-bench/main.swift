@@ -19,7 +19,7 @@ let usage = """
                the fp32 GEMV on the same shape.
       dense16  the dense GEMV on F16 / BF16 weights as stored (`--weights native`) next to the
                same matrix widened to fp32, at SmolLM2 and LLaMA-7B shapes.
-      attention  decode attention per layer (one query row) with an fp32 vs an fp16 KV cache at
+      attention  decode attention per layer (one query row) with an fp32, fp16 and bf16 KV cache at
                512 and 2048 positions, with the read bandwidth measured in the same run.
     Options:
       --threads N    threads for both sides (default: all cores)

@@ -1,5 +1,6 @@
 import Foundation
 import SlimCUDA
+import SlimKernels
 import SlimModel
 import SlimRuntime
 
@@ -15,6 +16,8 @@ struct OpChecks {
         siluMul()
         attention()
         attention(kvCache: .f16)
+        attention(kvCache: .bf16)
+        storeKV()
         attentionTiming()
         nll()
     }
@@ -108,7 +111,13 @@ struct OpChecks {
                                  (32, 32, 128, 1, 2047), (9, 3, 64, 1, 1000), (8, 4, 128, 4, 700), (2, 1, 6, 1, 90),
                                  (3, 3, 33, 2, 64), (4, 2, 12, 3, 50)]
 
-    /// With an fp16 cache the reference uses the fp16 keys and values the kernel reads (the
+    /// Rounding to, and widening from, a 16-bit cache's elements (the CPU's conversions).
+    static func halfConversions(_ kvCache: KVCacheType) -> (round: (Float) -> UInt16, widen: (UInt16) -> Float) {
+        kvCache == .bf16 ? (Kernels.Reference.f32ToBF16, Kernels.Reference.bf16ToF32)
+            : (Kernels.Reference.f32ToF16, Kernels.Reference.f16ToF32)
+    }
+
+    /// With a 16-bit cache the reference uses the 16-bit keys and values the kernel reads (the
     /// rounding is the cache's, not the kernel's): the same tolerance holds.
     func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, kvCache: KVCacheType = .f32,
                    suffix: String = "") {
@@ -122,12 +131,13 @@ struct OpChecks {
                 var k = rng.values(context_ * kvDim, scale: 2), v = rng.values(context_ * kvDim)
                 let out = try poisoned(rows * qDim)
                 let qBuffer = try CUDABuffer(context: context, values: q)
-                if kvCache == .f16 {
-                    let kh = k.map { Float16($0).bitPattern }, vh = v.map { Float16($0).bitPattern }
-                    k = kh.map { Float(Float16(bitPattern: $0)) }
-                    v = vh.map { Float(Float16(bitPattern: $0)) }
+                if kvCache != .f32 {
+                    let (round, widen) = Self.halfConversions(kvCache)
+                    let kh = k.map(round), vh = v.map(round)
+                    k = kh.map(widen)
+                    v = vh.map(widen)
                     try context.attention(q: qBuffer, keys: CUDABuffer(context: context, values: kh),
-                                          values: CUDABuffer(context: context, values: vh), kvCache: .f16, out: out,
+                                          values: CUDABuffer(context: context, values: vh), kvCache: kvCache, out: out,
                                           rows: rows, start: start, heads: heads, kvHeads: kvHeads, headDim: d)
                 } else {
                     try context.attention(q: qBuffer, keys: CUDABuffer(context: context, values: k),
@@ -161,8 +171,59 @@ struct OpChecks {
         }
     }
 
+    /// store_kv rounds fp32 rows into a 16-bit cache exactly as the CPU's cache conversion does,
+    /// bit for bit: random values over many binades, ties of both parities, values that
+    /// overflow the format, fp16 subnormals and underflow, ±0, ±∞ and NaN (payload only in the
+    /// bits bf16 drops: it must stay NaN). Rows outside start … start + rows − 1 keep their bits.
+    func storeKV() {
+        for kvCache in [KVCacheType.f16, .bf16] {
+            let label = "store_kv \(kvCache) cache"
+            report.run(label) {
+                let width = 67, rows = 5, start = 3, capacity = start + rows + 2
+                var rng = Random(seed: kvCache == .f16 ? 16 : 17)
+                let special: [UInt32] = [0x0000_0000, 0x8000_0000, 0x7F80_0000, 0xFF80_0000, 0x7FC0_0000, 0x7F80_0001,
+                                         0xFF80_1234, 0x3F80_8000, 0x3F81_8000, 0x3F80_8001, 0x3F80_1000, 0x3F80_3000,
+                                         0x3F80_2000, 0x477F_F000, 0x477F_E000, 0x4780_0000, 0x7F7F_FFFF, 0xFF7F_8000,
+                                         0x3380_0000, 0x3300_0000, 0x3300_0001, 0x3440_0000, 0x387F_C000, 0x0000_0001]
+                var source = special.map { Float(bitPattern: $0) }
+                while source.count < rows * width {
+                    // Random sign, exponent 2^-30 … 2^30 and mantissa.
+                    let bits = UInt32(truncatingIfNeeded: rng.next())
+                    let exponent = UInt32(127 - 30 + Int(rng.next() % 61)) << 23
+                    source.append(Float(bitPattern: (bits & 0x807F_FFFF) | exponent))
+                }
+                let (round, _) = Self.halfConversions(kvCache)
+                let guardBits: UInt16 = 0xABCD
+                let cache = try CUDABuffer<UInt16>(context: context, values: [UInt16](repeating: guardBits,
+                                                                                       count: capacity * width))
+                try context.storeKV(CUDABuffer(context: context, values: source), rows: rows, width: width, start: start,
+                                    into: cache, kvCache: kvCache)
+                let got = try cache.download()
+                var wrong: [String] = []
+                for i in 0..<(capacity * width) {
+                    let row = i / width, inside = row >= start && row < start + rows
+                    let want = inside ? round(source[i - start * width]) : guardBits
+                    let isNaN = kvCache == .f16 ? Float16(bitPattern: want).isNaN
+                        : Float(bitPattern: UInt32(want) << 16).isNaN
+                    let gotNaN = kvCache == .f16 ? Float16(bitPattern: got[i]).isNaN
+                        : Float(bitPattern: UInt32(got[i]) << 16).isNaN
+                    // Any NaN for a NaN (the payload is the device's), otherwise the same bits.
+                    if inside && isNaN ? !gotNaN : got[i] != want {
+                        let from = inside ? String(format: " from 0x%08X", source[i - start * width].bitPattern) : " (guard)"
+                        wrong.append(String(format: "[row %d, %d]%@: 0x%04X, want 0x%04X", row, i % width, from, got[i], want))
+                    }
+                }
+                if wrong.isEmpty {
+                    report.pass(label, "\(rows * width) values (\(special.count) special) bit for bit as the CPU rounds them")
+                } else {
+                    report.fail(label, "\(wrong.count) elements differ, e.g. " + wrong.prefix(3).joined(separator: "; "))
+                }
+            }
+        }
+    }
+
     /// attention_time runs the model's launch path (a decode step with key splits on a GPU of more
-    /// SMs than KV heads) over fp32 and fp16 caches, returns a positive time and leaves a finite
+    /// SMs than KV heads) over fp32, fp16 and bf16 caches, returns a positive time and leaves a finite
     /// output.
     func attentionTiming() {
         let heads = 8, d = 64, positions = 300, kvDim = heads * d
@@ -189,6 +250,7 @@ struct OpChecks {
         let cache = rng.values(2 * positions * kvDim)
         check(.f32, cache)
         check(.f16, cache.map { Float16($0).bitPattern })
+        check(.bf16, cache.map(Kernels.Reference.f32ToBF16))
     }
 
     func nll() {

@@ -25,8 +25,8 @@ struct SpeedChecks {
 
     /// A LLaMA-7B decode step's attention (32 heads of 128) at 512 and 2048 positions: fp32 KV
     /// cache split over the keys as the model runs it and unsplit (SLIM_CUDA_ATTN_SPLITS=1: one
-    /// query per head leaves the grid at 32 blocks on a GPU of 132 SMs), and the fp16 cache
-    /// (`--kv-cache f16`, half the bytes). Cold: the launches cycle through caches that together
+    /// query per head leaves the grid at 32 blocks on a GPU of 132 SMs), and the 16-bit caches
+    /// (`--kv-cache f16|bf16`, half the bytes). Cold: the launches cycle through caches that together
     /// exceed 2 × L2, as the layers of a model do.
     func attention(copy: Double) throws {
         let unsplit = try TuningChecks.context(libraryPath: context.library.path, ["SLIM_CUDA_ATTN_SPLITS": 1])
@@ -40,7 +40,7 @@ struct SpeedChecks {
                 let q = try CUDABuffer(context: ctx, values: rng.values(kvDim, scale: 1))
                 let keys = try CUDABuffer<KV>(context: ctx, count: caches * positions * kvDim)
                 let values = try CUDABuffer<KV>(context: ctx, count: caches * positions * kvDim)
-                // Small finite values: 2^-7 as fp32, or 2^-7 and 1 as fp16 pairs.
+                // Small finite values: 2^-7 as fp32; pairs (0, 1) as fp16, (0, 2^-7) as bf16.
                 try keys.fill(bitPattern: 0x3C00_0000)
                 try values.fill(bitPattern: 0x3C00_0000)
                 let out = try CUDABuffer<Float>(context: ctx, count: kvDim)
@@ -50,14 +50,14 @@ struct SpeedChecks {
                                              iterations: 50)
             }
             let split = try time(context, Float.self, .f32), whole = try time(unsplit, Float.self, .f32)
-            let half = try time(context, UInt16.self, .f16)
+            let half = try time(context, UInt16.self, .f16), brain = try time(context, UInt16.self, .bf16)
             let rate = Double(layerBytes(.f32)) / split.seconds, halfRate = Double(layerBytes(.f16)) / half.seconds
             print(String(format: "SPEED attention decode 32x128 heads, %4d positions: %7.2f µs = %5.0f GB/s = %3.0f%% of copy "
                          + "(fp32 cache, %d key splits, cold); unsplit %7.2f µs (%.1f× slower); "
-                         + "fp16 cache %7.2f µs = %5.0f GB/s (%.2f× the fp32 time)",
+                         + "fp16 cache %7.2f µs = %5.0f GB/s (%.2f× the fp32 time); bf16 cache %7.2f µs (%.2f×)",
                          positions, split.seconds * 1e6, rate / 1e9, 100 * rate / copy, split.splits,
                          whole.seconds * 1e6, whole.seconds / split.seconds, half.seconds * 1e6, halfRate / 1e9,
-                         half.seconds / split.seconds))
+                         half.seconds / split.seconds, brain.seconds * 1e6, brain.seconds / split.seconds))
         }
     }
 

@@ -25,8 +25,8 @@ final class HostSideTests: XCTestCase {
         XCTAssertEqual(CUDAWeightType.f16.rawValue, Int32(SLIM_CUDA_F16))
         XCTAssertEqual(CUDAWeightType.bf16.rawValue, Int32(SLIM_CUDA_BF16))
         XCTAssertEqual([CUDAWeightType.f32, .f16, .bf16].map(\.byteSize), [4, 2, 2])
-        XCTAssertEqual(KVCacheType.allCases.map(\.dtype), [Int32(SLIM_CUDA_F32), Int32(SLIM_CUDA_F16)])
-        XCTAssertEqual(KVCacheType.allCases.map(\.byteSize), [4, 2])
+        XCTAssertEqual(KVCacheType.allCases.map(\.dtype), [Int32(SLIM_CUDA_F32), Int32(SLIM_CUDA_F16), Int32(SLIM_CUDA_BF16)])
+        XCTAssertEqual(KVCacheType.allCases.map(\.byteSize), [4, 2, 2])
         XCTAssertEqual(KVCacheType.allCases.map(\.elementType.byteSize), KVCacheType.allCases.map(\.byteSize),
                        "the GPU cache holds what the CPU cache holds")
         let bf16 = CUDADenseWeights.bf16([0x3F80, 0xC020])

@@ -75,22 +75,25 @@ final class RuntimeCommandTests: XCTestCase {
         }
     }
 
-    /// `--kv-cache f16` on the CPU: perplexity within 0.1 % of the fp32 cache's (and not equal:
+    /// `--kv-cache f16|bf16` on the CPU: fp16 perplexity within 0.1 % of the fp32 cache's (and not equal:
     /// the option reaches the runtime), and bench and generate run with it and say so.
     func testHalfKVCacheOnTheCPU() throws {
         let model = try TestFixtures.shared("models/stories260K")
         let data = try TestFixtures.shared("data")
         var ppl: [String: Double] = [:]
-        for cache in ["f32", "f16"] {
+        for cache in ["f32", "f16", "bf16"] {
             let r = runCLI(["eval-ppl", "--model", model, "--dataset", "wikitext2", "--data-dir", data, "--ctx", "256",
                             "--max-windows", "2", "--json", "--kv-cache", cache])
             XCTAssertEqual(r.code, .success, r.err)
             ppl[cache] = try XCTUnwrap(try JSON.parse(string: r.out)["ppl"]?.double)
-            XCTAssertEqual(r.err.contains("f16 KV cache"), cache == "f16", r.err)
+            XCTAssertEqual(r.err.contains("\(cache) KV cache"), cache != "f32", r.err)
         }
-        let (f32, f16) = (try XCTUnwrap(ppl["f32"]), try XCTUnwrap(ppl["f16"]))
+        let (f32, f16, bf16) = (try XCTUnwrap(ppl["f32"]), try XCTUnwrap(ppl["f16"]), try XCTUnwrap(ppl["bf16"]))
         XCTAssertNotEqual(f16, f32)
         XCTAssertEqual(f16, f32, accuracy: 1e-3 * f32)
+        // bf16: 8× fp16's rounding; the NLL moves about 64× as far (HalfKVCacheTests).
+        XCTAssertNotEqual(bf16, f16)
+        XCTAssertEqual(bf16, f32, accuracy: 1e-2 * f32)
 
         let bench = runCLI(["bench", "--model", model, "-p", "16", "-n", "4", "-r", "1", "--kv-cache", "f16", "--json"])
         XCTAssertEqual(bench.code, .success, bench.err)

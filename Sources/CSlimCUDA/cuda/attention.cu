@@ -39,7 +39,7 @@ struct AttnPartial {
     float2 *ml = nullptr;
 };
 
-// Widens the 4 (fp32) or 8 (fp16) cache elements at p, one 16-byte load.
+// Widens the 4 (fp32) or 8 (fp16, bf16) cache elements at p, one 16-byte load.
 __device__ __forceinline__ void load16(const float *p, float (&out)[4]) {
     const float4 v = __ldg(reinterpret_cast<const float4 *>(p));
     out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
@@ -51,6 +51,14 @@ __device__ __forceinline__ void load16(const __half *p, float (&out)[8]) {
     for (int i = 0; i < 4; i++) {
         const float2 f = __half22float2(*reinterpret_cast<const __half2 *>(&parts[i]));
         out[2 * i] = f.x, out[2 * i + 1] = f.y;
+    }
+}
+__device__ __forceinline__ void load16(const bf16_t *p, float (&out)[8]) {
+    const uint4 v = __ldg(reinterpret_cast<const uint4 *>(p));
+    const uint32_t parts[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {  // little-endian: the even element is the low half
+        out[2 * i] = __uint_as_float(parts[i] << 16), out[2 * i + 1] = __uint_as_float(parts[i] & 0xFFFF0000u);
     }
 }
 
@@ -215,6 +223,8 @@ static int set_attention_limit(slim_cuda_context *ctx, int32_t max_head_dim) {
                                     (int)bytes));
     SLIM_CHECK(cudaFuncSetAttribute(attention_kernel<DR, __half>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)bytes));
+    SLIM_CHECK(cudaFuncSetAttribute(attention_kernel<DR, bf16_t>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)bytes));
     return 0;
 }
 
@@ -287,7 +297,7 @@ int launch_attention(slim_cuda_context *ctx, const float *d_q, const void *d_key
                      int32_t kv_dtype, float *d_out, int32_t rows, const int32_t *d_start, int32_t heads,
                      int32_t kv_heads, int32_t head_dim, int32_t max_keys, Scratch &partials) {
     if (rows == 0) return 0;
-    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention: unsupported KV-cache dtype %d (F32 or F16)", kv_dtype);
+    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention: unsupported KV-cache dtype %d (F32, F16 or BF16)", kv_dtype);
     const size_t shared = attention_shared_bytes(head_dim);
     SLIM_REQUIRE(shared > 0, "attention: head_dim %d is not supported (2…%d)", head_dim, kAttnMaxHeadDim);
     SLIM_REQUIRE(shared <= 48 * 1024 || shared <= ctx->shared_memory_optin,
@@ -353,7 +363,7 @@ SLIM_EXPORT int slim_cuda_attention_time(slim_cuda_context *ctx, const float *d_
                      cache_stride >= 0 && iterations >= 1,
                  "attention_time: bad arguments (rows %d, start %d, heads %d/%d, caches %d, iterations %d)", rows, start,
                  heads, kv_heads, caches, iterations);
-    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention_time: unsupported KV-cache dtype %d (F32 or F16)", kv_dtype);
+    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "attention_time: unsupported KV-cache dtype %d (F32, F16 or BF16)", kv_dtype);
     const int32_t *d_start = nullptr;
     SLIM_TRY(device_start(ctx, start, &d_start));
     auto launch = [&](int32_t i) {

@@ -35,12 +35,21 @@ __host__ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(bf16_t v) { return __uint_as_float((uint32_t)v.bits << 16); }
 
-// Stores v as the element type (fp16: rounded to nearest even; what the KV cache holds).
+// Stores v as the element type (fp16, bf16: rounded to nearest even; what the KV cache holds).
 __device__ __forceinline__ void store_float(float *p, float v) { *p = v; }
 __device__ __forceinline__ void store_float(__half *p, float v) { *p = __float2half_rn(v); }
+// As the CPU's Kernels.convertF32ToBF16, bit for bit: NaN stays NaN (quiet bit set, so a payload
+// only in the dropped half cannot become infinity); finite values may round to ±infinity.
+__device__ __forceinline__ void store_float(bf16_t *p, float v) {
+    const uint32_t bits = __float_as_uint(v);
+    p->bits = (bits & 0x7FFFFFFFu) > 0x7F800000u ? (uint16_t)((bits >> 16) | 0x0040u)
+                                                 : (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+}
 
-// Element types of the KV cache: SLIM_CUDA_F32 or SLIM_CUDA_F16.
-inline bool kv_dtype_supported(int32_t dtype) { return dtype == SLIM_CUDA_F32 || dtype == SLIM_CUDA_F16; }
+// Element types of the KV cache: SLIM_CUDA_F32, SLIM_CUDA_F16 or SLIM_CUDA_BF16.
+inline bool kv_dtype_supported(int32_t dtype) {
+    return dtype == SLIM_CUDA_F32 || dtype == SLIM_CUDA_F16 || dtype == SLIM_CUDA_BF16;
+}
 
 // Calls body(T{}) with T the C++ type of a supported KV-cache dtype, so a launcher instantiates
 // its kernel template once: `with_kv_type(dtype, [&](auto t) { kernel<decltype(t)>… })`.
@@ -48,6 +57,8 @@ template <typename Body>
 inline void with_kv_type(int32_t dtype, Body &&body) {
     if (dtype == SLIM_CUDA_F16) {
         body(__half{});
+    } else if (dtype == SLIM_CUDA_BF16) {
+        body(bf16_t{});
     } else {
         body(float{});
     }
@@ -199,19 +210,19 @@ int linear_forward(slim_cuda_context *ctx, const slim_cuda_linear *lin, const fl
 int launch_rmsnorm(slim_cuda_context *ctx, const float *d_x, const float *d_w, float *d_out, int32_t rows, int32_t n,
                    float eps);
 // Rotates `heads` heads of `rows` rows (row r at position *d_start + r) of d_x, writing to d_dst
-// of element type dst_dtype (F32 or F16) (row r at d_dst + (at_position ? *d_start + r : r)·
+// of element type dst_dtype (F32, F16 or BF16) (row r at d_dst + (at_position ? *d_start + r : r)·
 // dst_stride; may equal d_x when F32).
 int launch_rope(slim_cuda_context *ctx, const float *d_x, int32_t rows, int32_t row_stride, int32_t heads,
                 int32_t head_dim, const float *d_cos, const float *d_sin, const int32_t *d_start, void *d_dst,
                 int32_t dst_dtype, int64_t dst_stride, bool at_position);
-// Copies rows [rows × width] to d_dst (F32 or F16 elements) at rows *d_start + r (the value cache).
+// Copies rows [rows × width] to d_dst (F32, F16 or BF16 elements) at rows *d_start + r (the value cache).
 int launch_copy_rows(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, const int32_t *d_start,
                      void *d_dst, int32_t dst_dtype);
 int launch_silu_mul(slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count);
 // Attention of `rows` query rows at positions *d_start + r over the cache. `max_keys` bounds the
 // keys any query sees (fixed for a captured graph: the capacity); it and the grid size choose the
 // key splits, whose partial results go to `partials` (grown here, so sized beforehand for capture).
-// The cache holds kv_dtype elements (F32 or F16); scores and sums are fp32 either way.
+// The cache holds kv_dtype elements (F32, F16 or BF16); scores and sums are fp32 either way.
 int launch_attention(slim_cuda_context *ctx, const float *d_q, const void *d_keys, const void *d_values,
                      int32_t kv_dtype, float *d_out, int32_t rows, const int32_t *d_start, int32_t heads,
                      int32_t kv_heads, int32_t head_dim, int32_t max_keys, Scratch &partials);

@@ -227,7 +227,7 @@ SLIM_EXPORT int slim_cuda_model_create(slim_cuda_context *ctx, const slim_cuda_m
                  "model_create: invalid configuration");
     SLIM_REQUIRE(attention_shared_bytes(c.head_dim) > 0 && c.head_dim % 2 == 0,
                  "model_create: head_dim %d is not supported on the GPU (even, 2…256)", c.head_dim);
-    SLIM_REQUIRE(kv_dtype_supported(c.kv_dtype), "model_create: KV-cache dtype %d is not supported (F32 or F16)",
+    SLIM_REQUIRE(kv_dtype_supported(c.kv_dtype), "model_create: KV-cache dtype %d is not supported (F32, F16 or BF16)",
                  c.kv_dtype);
     auto *m = new (std::nothrow) slim_cuda_model();
     SLIM_REQUIRE(m != nullptr, "out of host memory");

@@ -21,7 +21,7 @@ __global__ void rmsnorm_kernel(const float *__restrict__ x, const float *__restr
     for (int32_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = __fmul_rn(__fmul_rn(xr[i], inverse), w[i]);
 }
 
-template <typename D>  // float, or __half for an fp16 KV cache
+template <typename D>  // float, or __half / bf16_t for a 16-bit KV cache
 __global__ void rope_kernel(const float *x, int32_t row_stride, int32_t heads, int32_t head_dim,
                             const float *__restrict__ cos_table, const float *__restrict__ sin_table,
                             const int32_t *__restrict__ start, D *dst, int64_t dst_stride, int32_t at_position) {
@@ -192,6 +192,18 @@ SLIM_EXPORT int slim_cuda_rope(slim_cuda_context *ctx, float *d_x, int32_t rows,
     SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
     SLIM_TRY(launch_rope(ctx, d_x, rows, row_stride, heads, head_dim, d_cos, d_sin, (const int32_t *)ctx->ints.ptr, d_x,
                          SLIM_CUDA_F32, row_stride, false));
+    SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
+    return 0;
+}
+
+SLIM_EXPORT int slim_cuda_store_kv(slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width,
+                                   int32_t start, void *d_dst, int32_t kv_dtype) {
+    SLIM_REQUIRE(rows >= 0 && width >= 1 && start >= 0, "store_kv: bad arguments (rows %d, width %d, start %d)", rows,
+                 width, start);
+    SLIM_REQUIRE(kv_dtype_supported(kv_dtype), "store_kv: unsupported KV-cache dtype %d (F32, F16 or BF16)", kv_dtype);
+    SLIM_TRY(reserve(ctx, ctx->ints, sizeof(int32_t), "position"));
+    SLIM_CHECK(cudaMemcpyAsync(ctx->ints.ptr, &start, sizeof(int32_t), cudaMemcpyHostToDevice, ctx->stream));
+    SLIM_TRY(launch_copy_rows(ctx, d_src, rows, width, (const int32_t *)ctx->ints.ptr, d_dst, kv_dtype));
     SLIM_CHECK(cudaStreamSynchronize(ctx->stream));  // `start` lives on the caller's stack
     return 0;
 }

@@ -25,14 +25,14 @@ extern "C" {
 #endif
 
 /* Bumped on every incompatible change of this header; slim-quant refuses another version. */
-#define SLIM_CUDA_ABI_VERSION 5
+#define SLIM_CUDA_ABI_VERSION 6
 
 typedef struct slim_cuda_context slim_cuda_context;
 typedef struct slim_cuda_linear slim_cuda_linear;
 typedef struct slim_cuda_model slim_cuda_model;
 
 /* Element types of dense weights and embeddings (BF16 since ABI 2), and of the KV cache (F32 or
- * F16, since ABI 5). */
+ * F16 since ABI 5, BF16 since ABI 6). */
 enum { SLIM_CUDA_F32 = 0, SLIM_CUDA_F16 = 1, SLIM_CUDA_BF16 = 2 };
 
 /* Which logits model_forward returns. */
@@ -71,7 +71,7 @@ typedef struct {
     int32_t max_tokens;            /* rows per forward block (prefill) */
     int32_t group_size;            /* of the packed linears (0 when every linear is dense) */
     float rms_eps;
-    int32_t kv_dtype;              /* KV-cache elements: SLIM_CUDA_F32 (exact) or SLIM_CUDA_F16 (ABI 5) */
+    int32_t kv_dtype;              /* KV-cache elements: SLIM_CUDA_F32 (exact), F16 (ABI 5) or BF16 (ABI 6) */
 } slim_cuda_model_config;
 
 /*
@@ -114,7 +114,11 @@ typedef struct {
     X(int, rope, (slim_cuda_context *ctx, float *d_x, int32_t rows, int32_t row_stride, int32_t heads, \
                   int32_t head_dim, const float *d_cos, const float *d_sin, int32_t start)) \
     X(int, silu_mul, (slim_cuda_context *ctx, const float *d_gate, const float *d_up, float *d_out, int64_t count)) \
-    /* Keys/values are kv_dtype elements (F32 or F16; ABI 5); scores and sums are fp32. */ \
+    /* Rounds rows [rows × width] of fp32 into a KV cache of kv_dtype elements at rows start … start + \
+     * rows − 1 (what the model stores after the rotary embedding; ABI 6). */ \
+    X(int, store_kv, (slim_cuda_context *ctx, const float *d_src, int32_t rows, int32_t width, int32_t start, \
+                      void *d_dst, int32_t kv_dtype)) \
+    /* Keys/values are kv_dtype elements (F32, F16 since ABI 5, BF16 since ABI 6); scores and sums are fp32. */ \
     X(int, attention, (slim_cuda_context *ctx, const float *d_q, const void *d_keys, const void *d_values, \
                        int32_t kv_dtype, float *d_out, int32_t rows, int32_t start, int32_t heads, int32_t kv_heads, \
                        int32_t head_dim)) \
