@@ -143,7 +143,7 @@ final class GemvTests: XCTestCase {
         }
     }
 
-    /// Row groups of four and the per-worker split must not change any bit.
+    /// The per-worker split must not change any bit.
     func testThreadCountDoesNotChangeBits() {
         let m = 103, k = 45
         var rng = SplitMix64(seed: 1200)
