@@ -108,9 +108,36 @@ extension Kernels {
             i &+= 1
         }
     }
+
+    /// Stores `count` Floats as `format` elements at `destination` (any alignment): a copy for
+    /// `.f32`, else `convertF32ToF16` / `convertF32ToBF16`.
+    public static func convertF32(_ source: UnsafePointer<Float>, to format: StorageFormat,
+                                  _ destination: UnsafeMutableRawPointer, count: Int) {
+        switch format {
+        case .f32: destination.copyMemory(from: source, byteCount: count &* 4)
+        case .f16: convertF32ToF16(source, destination.assumingMemoryBound(to: UInt16.self), count: count)
+        case .bf16: convertF32ToBF16(source, destination.assumingMemoryBound(to: UInt16.self), count: count)
+        }
+    }
 }
 
 // MARK: - Scalar references
+
+extension Kernels.Reference {
+    /// Float → the bits of a 16-bit `format` (`f32ToF16` or `f32ToBF16`).
+    /// - Precondition: `format` is `.f16` or `.bf16`.
+    public static func f32ToHalf(_ f: Float, _ format: StorageFormat) -> UInt16 {
+        precondition(format != .f32, "f32ToHalf: \(format) is not a 16-bit format")
+        return format == .f16 ? f32ToF16(f) : f32ToBF16(f)
+    }
+
+    /// The bits of a 16-bit `format` → Float (`f16ToF32` or `bf16ToF32`; exact).
+    /// - Precondition: `format` is `.f16` or `.bf16`.
+    public static func halfToF32(_ h: UInt16, _ format: StorageFormat) -> Float {
+        precondition(format != .f32, "halfToF32: \(format) is not a 16-bit format")
+        return format == .f16 ? f16ToF32(h) : bf16ToF32(h)
+    }
+}
 
 extension Kernels.Reference {
     /// binary16 bits → Float by explicit field manipulation (no hardware conversion).

@@ -63,8 +63,9 @@ enum GemvKernel {
         // Split by elements, whatever their width: widening makes a 16-bit element cost at
         // least as much as an fp32 one.
         let workers = Kernels.workerCount(threads: threads, work: rows &* k, minimumPerWorker: minimumElementsPerWorker)
-        // Several row ranges per worker, taken dynamically (see `Kernels.parallelItems`).
-        let ranges = Kernels.splitRange(rows, parts: workers > 1 ? 4 * workers : 1, granule: 4)
+        // Several row ranges per worker, taken dynamically (see `Kernels.parallelItems`), in
+        // pieces of 16 rows (one 64-byte line of an aligned y), so workers do not share lines of y.
+        let ranges = Kernels.splitRange(rows, parts: workers > 1 ? 4 * workers : 1, granule: 16)
         let args = Arguments(a: a, lda: lda, x: x, y: y)
         Kernels.parallelItems(workers: workers, items: ranges.count) { _, index in
             let range = ranges[index]

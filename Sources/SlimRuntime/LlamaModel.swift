@@ -182,9 +182,8 @@ public final class LlamaModel {
         rotary.apply(ws.q.pointer, rows: rows, rowStride: qDim, heads: c.numAttentionHeads, startPosition: start)
         rotary.apply(newKeys, rows: rows, rowStride: kvDim, heads: c.numKeyValueHeads, startPosition: start)
         if !inPlace {
-            let convert = cache.type == .f16 ? Kernels.convertF32ToF16 : Kernels.convertF32ToBF16
-            convert(newKeys, (cache.keys + offset).assumingMemoryBound(to: UInt16.self), rows * kvDim)
-            convert(newValues, (cache.values + offset).assumingMemoryBound(to: UInt16.self), rows * kvDim)
+            Kernels.convertF32(newKeys, to: cache.type.storage, cache.keys + offset, count: rows * kvDim)
+            Kernels.convertF32(newValues, to: cache.type.storage, cache.values + offset, count: rows * kvDim)
         }
         attention.run(q: ws.q.pointer, keys: cache.keys, values: cache.values, format: cache.type.storage,
                       out: ws.attention.pointer, rows: rows, start: start, threads: threads)

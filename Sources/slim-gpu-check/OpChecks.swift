@@ -111,12 +111,6 @@ struct OpChecks {
                                  (32, 32, 128, 1, 2047), (9, 3, 64, 1, 1000), (8, 4, 128, 4, 700), (2, 1, 6, 1, 90),
                                  (3, 3, 33, 2, 64), (4, 2, 12, 3, 50)]
 
-    /// Rounding to, and widening from, a 16-bit cache's elements (the CPU's conversions).
-    static func halfConversions(_ kvCache: KVCacheType) -> (round: (Float) -> UInt16, widen: (UInt16) -> Float) {
-        kvCache == .bf16 ? (Kernels.Reference.f32ToBF16, Kernels.Reference.bf16ToF32)
-            : (Kernels.Reference.f32ToF16, Kernels.Reference.f16ToF32)
-    }
-
     /// With a 16-bit cache the reference uses the 16-bit keys and values the kernel reads (the
     /// rounding is the cache's, not the kernel's): the same tolerance holds.
     func attention(cases: [(Int, Int, Int, Int, Int)] = OpChecks.attentionCases, kvCache: KVCacheType = .f32,
@@ -132,10 +126,11 @@ struct OpChecks {
                 let out = try poisoned(rows * qDim)
                 let qBuffer = try CUDABuffer(context: context, values: q)
                 if kvCache != .f32 {
-                    let (round, widen) = Self.halfConversions(kvCache)
-                    let kh = k.map(round), vh = v.map(round)
-                    k = kh.map(widen)
-                    v = vh.map(widen)
+                    let format = kvCache.storage
+                    let kh = k.map { Kernels.Reference.f32ToHalf($0, format) }
+                    let vh = v.map { Kernels.Reference.f32ToHalf($0, format) }
+                    k = kh.map { Kernels.Reference.halfToF32($0, format) }
+                    v = vh.map { Kernels.Reference.halfToF32($0, format) }
                     try context.attention(q: qBuffer, keys: CUDABuffer(context: context, values: kh),
                                           values: CUDABuffer(context: context, values: vh), kvCache: kvCache, out: out,
                                           rows: rows, start: start, heads: heads, kvHeads: kvHeads, headDim: d)
@@ -192,7 +187,7 @@ struct OpChecks {
                     let exponent = UInt32(127 - 30 + Int(rng.next() % 61)) << 23
                     source.append(Float(bitPattern: (bits & 0x807F_FFFF) | exponent))
                 }
-                let (round, _) = Self.halfConversions(kvCache)
+                let format = kvCache.storage
                 let guardBits: UInt16 = 0xABCD
                 let cache = try CUDABuffer<UInt16>(context: context, values: [UInt16](repeating: guardBits,
                                                                                        count: capacity * width))
@@ -202,11 +197,9 @@ struct OpChecks {
                 var wrong: [String] = []
                 for i in 0..<(capacity * width) {
                     let row = i / width, inside = row >= start && row < start + rows
-                    let want = inside ? round(source[i - start * width]) : guardBits
-                    let isNaN = kvCache == .f16 ? Float16(bitPattern: want).isNaN
-                        : Float(bitPattern: UInt32(want) << 16).isNaN
-                    let gotNaN = kvCache == .f16 ? Float16(bitPattern: got[i]).isNaN
-                        : Float(bitPattern: UInt32(got[i]) << 16).isNaN
+                    let want = inside ? Kernels.Reference.f32ToHalf(source[i - start * width], format) : guardBits
+                    let isNaN = Kernels.Reference.halfToF32(want, format).isNaN
+                    let gotNaN = Kernels.Reference.halfToF32(got[i], format).isNaN
                     // Any NaN for a NaN (the payload is the device's), otherwise the same bits.
                     if inside && isNaN ? !gotNaN : got[i] != want {
                         let from = inside ? String(format: " from 0x%08X", source[i - start * width].bitPattern) : " (guard)"
@@ -250,7 +243,7 @@ struct OpChecks {
         let cache = rng.values(2 * positions * kvDim)
         check(.f32, cache)
         check(.f16, cache.map { Float16($0).bitPattern })
-        check(.bf16, cache.map(Kernels.Reference.f32ToBF16))
+        check(.bf16, cache.map { Kernels.Reference.f32ToHalf($0, .bf16) })
     }
 
     func nll() {

@@ -148,4 +148,29 @@ final class ConversionTests: XCTestCase {
         Kernels.convertF32ToBF16(floats, &back, count: 3)
         XCTAssertEqual(Array(back[0..<4]), [0x3F80, 0x4000, 0x4040, 0x4400])
     }
+
+    /// The format-dispatching forms give exactly the bits of the per-format conversions.
+    func testConvertToStorageFormatDispatches() {
+        var rng = SplitMix64(seed: 77)
+        let floats = (0..<37).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next())) } + [1e5, -0.0]
+        for format in StorageFormat.allCases {
+            var bytes = [UInt8](repeating: 0xAA, count: floats.count * format.byteSize + 4)
+            bytes.withUnsafeMutableBytes { Kernels.convertF32(floats, to: format, $0.baseAddress! + 1, count: floats.count) }
+            XCTAssertEqual(bytes[0], 0xAA, "\(format): wrote before the destination")
+            XCTAssertEqual(Array(bytes.suffix(3)), [0xAA, 0xAA, 0xAA], "\(format): wrote past count")
+            let stored = Array(bytes[1...(floats.count * format.byteSize)])
+            let expected: [UInt8]
+            switch format {
+            case .f32: expected = floats.withUnsafeBytes { Array($0) }
+            case .f16: expected = floats.map(Kernels.Reference.f32ToF16).withUnsafeBytes { Array($0) }
+            case .bf16: expected = floats.map(Kernels.Reference.f32ToBF16).withUnsafeBytes { Array($0) }
+            }
+            XCTAssertEqual(stored, expected, "\(format)")
+            guard format != .f32 else { continue }
+            let halves = floats.map { Kernels.Reference.f32ToHalf($0, format) }
+            XCTAssertEqual(halves, format == .f16 ? floats.map(Kernels.Reference.f32ToF16) : floats.map(Kernels.Reference.f32ToBF16))
+            let widened = halves.map { Kernels.Reference.halfToF32($0, format) }.map(\.bitPattern)
+            XCTAssertEqual(widened, halves.map { (format == .f16 ? Kernels.Reference.f16ToF32($0) : Kernels.Reference.bf16ToF32($0)).bitPattern })
+        }
+    }
 }

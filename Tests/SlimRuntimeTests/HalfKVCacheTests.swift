@@ -32,8 +32,8 @@ final class HalfKVCacheTests: XCTestCase {
             let q = uniform(&rng, rows * qDim, scale: 2)
             let floats = uniform(&rng, 2 * positions * kvDim, scale: 3)
             for format in [StorageFormat.f16, .bf16] {
-                let halves = floats.map(format == .f16 ? Kernels.Reference.f32ToF16 : Kernels.Reference.f32ToBF16)
-                let widened = halves.map(format == .f16 ? Kernels.Reference.f16ToF32 : Kernels.Reference.bf16ToF32)
+                let halves = floats.map { Kernels.Reference.f32ToHalf($0, format) }
+                let widened = halves.map { Kernels.Reference.halfToF32($0, format) }
                 var expected = [Float](repeating: .nan, count: rows * qDim), actual = expected
                 widened.withUnsafeBytes { w in
                     attention.run(q: q, keys: w.baseAddress!, values: w.baseAddress! + positions * kvDim * 4,
@@ -60,8 +60,7 @@ final class HalfKVCacheTests: XCTestCase {
         let keys = uniform(&rng, positions * headDim, scale: 1)
         let values = uniform(&rng, positions * headDim, scale: 1).map { $0 * 3e5 }
         func run(_ format: StorageFormat) -> [Float] {
-            let round: (Float) -> UInt16 = format == .f16 ? Kernels.Reference.f32ToF16 : Kernels.Reference.f32ToBF16
-            let cache = (keys + values).map(round)
+            let cache = (keys + values).map { Kernels.Reference.f32ToHalf($0, format) }
             var out = [Float](repeating: .nan, count: heads * headDim)
             cache.withUnsafeBytes { c in
                 attention.run(q: q, keys: c.baseAddress!, values: c.baseAddress! + positions * headDim * 2,
