@@ -23,6 +23,31 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(runCLI(["generate", "--model", model, "--prompt", "x", "--top-k", "3"]).code, .usage)
     }
 
+    /// Generation stops when prompt plus new tokens fill the context window (--ctx, default the
+    /// model's max_position_embeddings), says so, and refuses a prompt that already fills it.
+    func testGenerateStopsAtTheContextWindow() throws {
+        let model = try TestFixtures.shared("models/stories260K")
+        let prompt = ["generate", "--model", model, "--prompt", "Once upon a time", "--ignore-eos"]
+        let full = runCLI(prompt + ["--max-tokens", "40", "--ctx", "16"])  // 5 prompt tokens with BOS
+        XCTAssertEqual(full.code, .success, full.err)
+        XCTAssertTrue(full.err.contains("11 new tokens"), full.err)
+        XCTAssertTrue(full.err.contains("stopped at the end of the 16-token context window"), full.err)
+        let reference = runCLI(prompt + ["--max-tokens", "11"])
+        XCTAssertEqual(full.out, reference.out, "the window only ends generation early")
+        XCTAssertFalse(reference.err.contains("context window"), reference.err)
+
+        let tooLong = runCLI(prompt + ["--ctx", "5"])
+        XCTAssertEqual(tooLong.code, .usage)
+        XCTAssertTrue(tooLong.err.contains("the prompt is 5 tokens, which fills the context window of 5 (--ctx)"), tooLong.err)
+        let beyond = runCLI(prompt + ["--max-tokens", "2", "--ctx", "4096"])
+        XCTAssertEqual(beyond.code, .success, beyond.err)
+        XCTAssertTrue(beyond.err.contains("warning: --ctx 4096 exceeds the model's max_position_embeddings (2048)"), beyond.err)
+        let data = try TestFixtures.shared("data")
+        let ppl = runCLI(["eval-ppl", "--model", model, "--dataset", "wikitext2", "--data-dir", data, "--ctx", "4096", "--max-windows", "1"])
+        XCTAssertEqual(ppl.code, .success, ppl.err)
+        XCTAssertTrue(ppl.err.contains("warning: --ctx 4096 exceeds the model's max_position_embeddings (2048)"), ppl.err)
+    }
+
     func testBenchPrintsBothTests() throws {
         let model = try TestFixtures.shared("models/stories260K")
         let r = runCLI(["bench", "--model", model, "-p", "64", "-n", "8", "-r", "2", "--json"])

@@ -109,6 +109,10 @@ struct EvalPPLCommand: SlimCommand {
                     + "\(windows) windows of \(ctx), protocol \(evalProtocol.rawValue), "
                     + (device.device == .cuda ? "GPU" : "\(threads) threads")
                     + (kvCache == .f32 ? "" : ", \(kvCache) KV cache"))
+        if ctx > loaded.config.maxPositionEmbeddings {
+            console.log("warning: --ctx \(ctx) exceeds the model's max_position_embeddings "
+                        + "(\(loaded.config.maxPositionEmbeddings)); positions past it were not trained")
+        }
 
         let scorer: any NextTokenScorer
         if device.device == .cuda {

@@ -14,8 +14,9 @@ struct GenerateCommand: SlimCommand {
         usage: "--model <dir|file.gguf> --prompt <text> [options]",
         discussion: """
             The prompt is tokenized with the model's tokenizer (BOS added when the tokenizer adds
-            it), prefilled in one batch, and continued with the KV cache until --max-tokens or an
-            end-of-sequence token. Greedy decoding unless --temperature > 0; sampling is seeded and
+            it), prefilled in one batch, and continued with the KV cache until --max-tokens, an
+            end-of-sequence token or a full context window (--ctx, prompt plus new tokens; default
+            the model's max_position_embeddings, as llama.cpp's n_ctx). Greedy decoding unless --temperature > 0; sampling is seeded and
             reproducible (--seed). Timing goes to stderr.
             --device cuda runs the resident GPU model (scripts/build-cuda.sh); sampling stays on the
             CPU, so the same --seed gives the same text on both devices up to logit rounding.
@@ -29,6 +30,8 @@ struct GenerateCommand: SlimCommand {
             .option("model", short: "m", value: "<dir|file.gguf>", help: "Model directory or GGUF file."),
             .option("prompt", short: "p", value: "<text>", help: "Prompt text."),
             .option("max-tokens", short: "n", value: "<n>", help: "Maximum new tokens.", default: "128"),
+            .option("ctx", short: "c", value: "<n>",
+                    help: "Context window, prompt plus new tokens; generation stops when it is full (default: the model's max_position_embeddings)."),
             .option("temperature", value: "<t>", help: "Sampling temperature; 0 is greedy.", default: "0"),
             .option("top-k", value: "<k>", help: "Sample among the k most likely tokens."),
             .option("top-p", value: "<p>", help: "Nucleus sampling probability mass."),
@@ -44,6 +47,8 @@ struct GenerateCommand: SlimCommand {
     let model: String
     let prompt: String
     let maxTokens: Int
+    /// nil: the model's max_position_embeddings.
+    let ctx: Int?
     let temperature: Double
     let topK: Int?
     let topP: Double?
@@ -60,6 +65,7 @@ struct GenerateCommand: SlimCommand {
         model = try args.required("model", "<dir|file.gguf>")
         prompt = try args.required("prompt", "<text>")
         maxTokens = try args.int("max-tokens", default: 128, in: 1...1_000_000)
+        ctx = args.isSet("ctx") ? try args.int("ctx", default: 0, in: 2...1_048_576) : nil
         temperature = try args.double("temperature", default: 0, in: 0...100)
         topK = args.isSet("top-k") ? try args.int("top-k", default: 0, in: 1...Int.max) : nil
         topP = args.isSet("top-p") ? try args.double("top-p", default: 1, in: 0...1) : nil
@@ -84,7 +90,18 @@ struct GenerateCommand: SlimCommand {
         let tokenizer = try loaded.tokenizer(preferJSON: preferJSON)
         let promptIDs = tokenizer.encode(prompt, addSpecialTokens: true)
         guard !promptIDs.isEmpty else { throw UsageError("the prompt tokenizes to nothing; give some text") }
-        let capacity = promptIDs.count + maxTokens
+        let trained = loaded.config.maxPositionEmbeddings
+        let window = ctx ?? trained
+        guard promptIDs.count < window else {
+            throw UsageError("the prompt is \(promptIDs.count) tokens, which fills the context window of \(window) "
+                + (ctx == nil ? "(the model's max_position_embeddings); raise it with --ctx" : "(--ctx)"))
+        }
+        if window > trained {
+            console.log("warning: --ctx \(window) exceeds the model's max_position_embeddings (\(trained)); positions past it were not trained")
+        }
+        // The cache holds the prompt and every new token but the last (it is never fed back).
+        let budget = min(maxTokens, window - promptIDs.count)
+        let capacity = promptIDs.count + budget
         let prefill: () throws -> [Float], step: (Int) throws -> [Float]
         if device.device == .cuda {
             let context = try device.openContext(console: console)
@@ -111,7 +128,7 @@ struct GenerateCommand: SlimCommand {
         console.write(prompt)
         let start = DispatchTime.now().uptimeNanoseconds
         var firstTokenAt: UInt64 = 0
-        let out = try sampler.generate(maxNewTokens: maxTokens, stopTokens: stops, onToken: { id in
+        let out = try sampler.generate(maxNewTokens: budget, stopTokens: stops, onToken: { id in
             if firstTokenAt == 0 { firstTokenAt = DispatchTime.now().uptimeNanoseconds }
             generated.append(id)
             let text = String(tokenizer.decode(promptIDs + generated, skipSpecialTokens: true).unicodeScalars.dropFirst(promptText.unicodeScalars.count))
@@ -126,9 +143,11 @@ struct GenerateCommand: SlimCommand {
         let end = DispatchTime.now().uptimeNanoseconds
         let prefillSeconds = Double(firstTokenAt - start) / 1e9
         let decodeSeconds = Double(end - firstTokenAt) / 1e9
+        let stopped = stops.contains(out.last ?? -1)
+            ? ", stopped at end-of-sequence"
+            : (out.count == budget && budget < maxTokens ? ", stopped at the end of the \(window)-token context window (--ctx)" : "")
         console.log(String(format: "generate: prompt %d tokens in %.2f s (%.1f t/s), %d new tokens, decode %.1f t/s%@",
                            promptIDs.count, prefillSeconds, Double(promptIDs.count) / max(prefillSeconds, 1e-9), out.count,
-                           Double(max(out.count - 1, 0)) / max(decodeSeconds, 1e-9),
-                           stops.contains(out.last ?? -1) ? ", stopped at end-of-sequence" : ""))
+                           Double(max(out.count - 1, 0)) / max(decodeSeconds, 1e-9), stopped))
     }
 }
